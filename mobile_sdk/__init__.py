@@ -1,0 +1,5 @@
+"""mobile_sdk: the light runtime side of the SDK (models, scheduler, pipeline, package reader).
+
+It never imports `export` or `profiling` at module level.
+"""
+__version__ = "0.1.0"

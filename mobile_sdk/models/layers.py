@@ -1,0 +1,149 @@
+"""Building blocks written so that torch.export + XNNPACK delegate all of their compute.
+
+XNNPACK has no GroupNorm, LayerNorm or SiLU kernels and its mean only reduces the two inner dims of a
+4-D tensor, and 4-D matmuls lower to non-delegated expand_copy. So norms are mean/var over 4-D views,
+SiLU is x * sigmoid(x), and attention uses 3-D bmm. State-dict names match torch.nn's modules.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+def _normalize_inner(x4: torch.Tensor, eps: float) -> torch.Tensor:
+    """Zero-mean, unit-variance over dims 2 and 3 of a 4-D tensor."""
+    mean = x4.mean(dim=(2, 3), keepdim=True)
+    centred = x4 - mean
+    var = (centred * centred).mean(dim=(2, 3), keepdim=True)
+    return centred * torch.rsqrt(var + eps)
+
+
+class GroupNorm(nn.Module):
+    """nn.GroupNorm for [N, C, H, W] inputs, as mean/var (same parameters, same function)."""
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.num_groups, self.num_channels, self.eps = num_groups, num_channels, eps
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        y = _normalize_inner(x.reshape(n, self.num_groups, c // self.num_groups, h * w), self.eps)
+        return y.reshape(n, c, h, w) * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
+
+
+class LayerNorm(nn.Module):
+    """nn.LayerNorm over the last dim of [N, L, D] tokens, as mean/var."""
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, d = x.shape
+        y = _normalize_inner(x.reshape(n, length, d, 1), self.eps).reshape(n, length, d)
+        return y * self.weight + self.bias
+
+
+class Attention(nn.Module):
+    """Multi-head attention over [N, L, D] tokens with 3-D bmm; `context` gives cross-attention."""
+
+    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, out_bias: bool = True):
+        super().__init__()
+        self.heads = max(1, dim // head_dim)
+        self.head_dim = dim // self.heads
+        context_dim = context_dim or dim
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_k = nn.Linear(context_dim, dim, bias=False)
+        self.to_v = nn.Linear(context_dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim, bias=out_bias)
+
+    def _split(self, x: torch.Tensor) -> torch.Tensor:
+        n, length, _ = x.shape
+        return x.reshape(n, length, self.heads, self.head_dim).permute(0, 2, 1, 3).reshape(n * self.heads, length, self.head_dim)
+
+    def forward(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        n, length, dim = x.shape
+        context = x if context is None else context
+        q = self._split(self.to_q(x) * (self.head_dim**-0.5))
+        k = self._split(self.to_k(context))
+        v = self._split(self.to_v(context))
+        scores = torch.bmm(q, k.transpose(1, 2))
+        if mask is not None:
+            scores = scores + mask
+        out = torch.bmm(torch.softmax(scores, dim=-1), v)
+        out = out.reshape(n, self.heads, length, self.head_dim).permute(0, 2, 1, 3).reshape(n, length, dim)
+        return self.to_out(out)
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(F.gelu(self.fc1(x)))
+
+
+class ResBlock(nn.Module):
+    """SD-style ResBlock: GN-SiLU-conv, add the (optional) time embedding, GN-SiLU-conv, skip."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int, temb_dim: int | None = None, eps: float = 1e-5):
+        super().__init__()
+        self.norm1 = GroupNorm(groups, in_ch, eps)
+        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.time_proj = nn.Linear(temb_dim, out_ch) if temb_dim else None
+        self.norm2 = GroupNorm(groups, out_ch, eps)
+        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(silu(self.norm1(x)))
+        if self.time_proj is not None:
+            h = h + self.time_proj(silu(temb))[:, :, None, None]
+        h = self.conv2(silu(self.norm2(h)))
+        return h + (x if self.skip is None else self.skip(x))
+
+
+class Downsample(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """x2 bilinear upsampling then a 3x3 conv (bilinear because XNNPACK has no nearest-neighbour resize)."""
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+
+
+def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """[N] positions -> [N, dim] (cos, sin) features, as in DDPM/SD timestep embeddings."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    args = positions.float()[:, None] * freqs[None, :]
+    emb = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    if dim % 2:
+        emb = torch.cat([emb, emb[:, :1] * 0], dim=-1)
+    return emb

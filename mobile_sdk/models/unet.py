@@ -1,0 +1,186 @@
+"""VideoUNet: a compact SD-1.5-style latent UNet whose temporal slots each hold a temporal op from a plan.
+
+Spatial layers see frames as batch ([B*T, C, H, W]); temporal layers mix across frames. Inputs:
+latents [B, C, T, H, W], timestep [B] (rectified-flow t in [0, 1], 1 = pure noise), text embeddings
+[B, L, D]; output: the velocity, shaped like the latents. Shapes are static, so it exports cleanly.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from ..config import UNetConfig
+from ..plan import TemporalPlan, slot_id, unet_slots
+from .layers import Attention, Downsample, FeedForward, GroupNorm, LayerNorm, ResBlock, Upsample, silu
+from .pretrained import PretrainedMixin
+from .temporal import make_temporal_layer
+
+
+class TimestepEmbedding(nn.Module):
+    def __init__(self, freq_dim: int, dim: int, max_period: float = 10000.0):
+        super().__init__()
+        half = freq_dim // 2
+        self.register_buffer("freqs", torch.exp(-math.log(max_period) * torch.arange(half) / half), persistent=False)
+        self.fc1 = nn.Linear(2 * half, dim)
+        self.fc2 = nn.Linear(dim, dim)
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        args = (t.float() * 1000.0)[:, None] * self.freqs[None, :]
+        return self.fc2(silu(self.fc1(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, head_dim: int, context_dim: int, ff_mult: int):
+        super().__init__()
+        self.norm1, self.attn1 = LayerNorm(dim), Attention(dim, head_dim)
+        self.norm2, self.attn2 = LayerNorm(dim), Attention(dim, head_dim, context_dim)
+        self.norm3, self.ff = LayerNorm(dim), FeedForward(dim, dim * ff_mult)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn1(self.norm1(x))
+        x = x + self.attn2(self.norm2(x), context)
+        return x + self.ff(self.norm3(x))
+
+
+class SpatialTransformer(nn.Module):
+    """Per-frame self-attention, cross-attention to the text and a feed-forward (SD's Transformer2D)."""
+
+    def __init__(self, ch: int, cfg: UNetConfig):
+        super().__init__()
+        self.norm = GroupNorm(cfg.norm_groups, ch)
+        self.proj_in = nn.Linear(ch, ch)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(ch, cfg.head_dim, cfg.cross_attention_dim, cfg.ff_mult) for _ in range(cfg.transformer_depth)
+        )
+        self.proj_out = nn.Linear(ch, ch)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.proj_in(self.norm(x).reshape(n, c, h * w).permute(0, 2, 1))
+        for block in self.blocks:
+            tokens = block(tokens, context)
+        return x + self.proj_out(tokens).permute(0, 2, 1).reshape(n, c, h, w)
+
+
+class Stage(nn.Module):
+    """ResBlocks with optional transformers, and an optional resampler at the end."""
+
+    def __init__(self):
+        super().__init__()
+        self.res = nn.ModuleList()
+        self.attn = nn.ModuleList()
+        self.resample: nn.Module | None = None
+
+
+def _slot_key(slot: str) -> str:
+    return slot.replace(".", "_")
+
+
+class VideoUNet(PretrainedMixin, nn.Module):
+    config_class = UNetConfig
+    component = "unet"
+
+    def __init__(self, config: UNetConfig, plan: Mapping[str, str] | None = None):
+        """`plan` (a spec, globs allowed) overrides config.temporal_plan; the resolved plan is kept in config."""
+        super().__init__()
+        plan = TemporalPlan.resolve(config.temporal_plan if plan is None else plan, config)
+        self.config = UNetConfig(**{**config.__dict__, "temporal_plan": plan.to_dict()})
+        self.plan = plan
+        cfg = self.config
+        chs, levels = cfg.block_channels, len(cfg.block_channels)
+        temb_dim = 4 * chs[0]
+        self.time_embedding = TimestepEmbedding(chs[0], temb_dim)
+        self.conv_in = nn.Conv2d(cfg.in_channels, chs[0], 3, padding=1)
+
+        skip_chs = [chs[0]]
+        ch = chs[0]
+        self.down = nn.ModuleList()
+        for level, out_ch in enumerate(chs):
+            stage = Stage()
+            for _ in range(cfg.layers_per_block):
+                stage.res.append(ResBlock(ch, out_ch, cfg.norm_groups, temb_dim))
+                ch = out_ch
+                if cfg.attention_stages[level]:
+                    stage.attn.append(SpatialTransformer(ch, cfg))
+                skip_chs.append(ch)
+            if level < levels - 1:
+                stage.resample = Downsample(ch)
+                skip_chs.append(ch)
+            self.down.append(stage)
+
+        self.mid = Stage()
+        self.mid.res.extend([ResBlock(ch, ch, cfg.norm_groups, temb_dim), ResBlock(ch, ch, cfg.norm_groups, temb_dim)])
+        self.mid.attn.append(SpatialTransformer(ch, cfg))
+
+        up_by_level: dict[int, Stage] = {}
+        for level in reversed(range(levels)):
+            stage, out_ch = Stage(), chs[level]
+            for _ in range(cfg.layers_per_block + 1):
+                stage.res.append(ResBlock(ch + skip_chs.pop(), out_ch, cfg.norm_groups, temb_dim))
+                ch = out_ch
+                if cfg.attention_stages[level]:
+                    stage.attn.append(SpatialTransformer(ch, cfg))
+            if level > 0:
+                stage.resample = Upsample(ch)
+            up_by_level[level] = stage
+        self.up = nn.ModuleList(up_by_level[level] for level in range(levels))
+
+        self.norm_out = GroupNorm(cfg.norm_groups, ch)
+        self.conv_out = nn.Conv2d(ch, cfg.out_channels, 3, padding=1)
+
+        self.temporal = nn.ModuleDict()
+        for slot in unet_slots(cfg):
+            layer = make_temporal_layer(
+                plan[slot.id], slot.channels, cfg.norm_groups, cfg.head_dim, cfg.temporal_kernel, cfg.max_frames
+            )
+            if layer is not None:
+                self.temporal[_slot_key(slot.id)] = layer
+
+    def temporal_layer(self, slot: str) -> nn.Module | None:
+        key = _slot_key(slot)
+        return self.temporal[key] if key in self.temporal else None
+
+    def _t(self, slot: str, x: torch.Tensor, num_frames: int) -> torch.Tensor:
+        layer = self.temporal_layer(slot)
+        return x if layer is None else layer(x, num_frames)
+
+    def _run_stage(self, name: str, stage: Stage, x, temb, ctx, t, skips: list | None, push: list | None):
+        for j, res in enumerate(stage.res):
+            if skips is not None:
+                x = torch.cat([x, skips.pop()], dim=1)
+            x = self._t(slot_id(name, "res", j), res(x, temb), t)
+            if len(stage.attn):
+                x = self._t(slot_id(name, "attn", j), stage.attn[j](x, ctx), t)
+            if push is not None:
+                push.append(x)
+        return x
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = sample.shape
+        x = sample.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        temb = self.time_embedding(timestep).repeat_interleave(t, dim=0)
+        ctx = encoder_hidden_states.repeat_interleave(t, dim=0)
+
+        x = self.conv_in(x)
+        skips = [x]
+        for level, stage in enumerate(self.down):
+            x = self._run_stage(f"down{level}", stage, x, temb, ctx, t, None, skips)
+            if stage.resample is not None:
+                x = stage.resample(x)
+                skips.append(x)
+
+        x = self._t("mid.res0", self.mid.res[0](x, temb), t)
+        x = self._t("mid.attn0", self.mid.attn[0](x, ctx), t)
+        x = self._t("mid.res1", self.mid.res[1](x, temb), t)
+
+        for level in reversed(range(len(self.up))):
+            stage = self.up[level]
+            x = self._run_stage(f"up{level}", stage, x, temb, ctx, t, skips, None)
+            if stage.resample is not None:
+                x = stage.resample(x)
+
+        x = self.conv_out(silu(self.norm_out(x)))
+        return x.reshape(b, t, -1, h, w).permute(0, 2, 1, 3, 4)

@@ -1,0 +1,174 @@
+"""VideoPipeline: prompt -> text encoder -> 4 rectified-flow steps of the UNet -> per-frame VAE decode.
+
+The loop calls its components only through their forward signatures, so the same loop runs eager
+PyTorch modules or exported programs (see mobile_sdk.runtime):
+  text_encoder(ids [B, L]) -> (hidden [B, L, D], pooled [B, D])
+  unet(latents [B, C, T, h, w], t [B], hidden) -> velocity
+  vae_decoder(latents [N, C, h, w]) -> RGB [N, 3, H, W] in [0, 1]
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import __version__
+from .atomic import atomic_dir
+from .config import ModelConfig, SchedulerConfig, from_dict, load_preset
+from .errors import ConfigError, GenerationCancelled, WeightsError
+from .models import AutoencoderKL, ByteTokenizer, TextEncoder, VAEDecoder, VideoUNet
+from .scheduler import RectifiedFlowScheduler
+
+MODEL_INDEX = "model_index.json"
+MODEL_FORMAT = "mobile-sdk-model"
+MODEL_FORMAT_VERSION = 1
+
+# callback(step_index, timestep, latents) -> return False to cancel the generation.
+StepCallback = Callable[[int, float, torch.Tensor], "bool | None"]
+
+
+@dataclass
+class VideoPipelineOutput:
+    frames: np.ndarray  # uint8 [B, T, H, W, 3]
+    latents: torch.Tensor  # final latents [B, C, T, h, w]
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class VideoPipeline:
+    def __init__(self, config: ModelConfig, text_encoder, unet, vae_decoder, tokenizer: ByteTokenizer, trained: bool = True):
+        self.config = config
+        self.text_encoder, self.unet, self.vae_decoder, self.tokenizer = text_encoder, unet, vae_decoder, tokenizer
+        self.scheduler = RectifiedFlowScheduler(config.scheduler)
+        self.trained = trained
+        self._progress = True
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: ModelConfig, seed: int = 0, plan: dict | None = None) -> "VideoPipeline":
+        """Fresh (untrained) components, initialised deterministically from `seed`."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            unet = VideoUNet(config.unet, plan=plan).eval()
+            text_encoder = TextEncoder(config.text_encoder).eval()
+            vae = AutoencoderKL(config.vae).eval()
+        config = dataclasses.replace(config, unet=unet.config)
+        return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=False)
+
+    @classmethod
+    def from_preset(cls, name: str, seed: int = 0, plan: dict | None = None) -> "VideoPipeline":
+        return cls.from_config(load_preset(name), seed=seed, plan=plan)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> "VideoPipeline":
+        directory = Path(directory)
+        index_path = directory / MODEL_INDEX
+        if not index_path.is_file():
+            raise WeightsError(f"{index_path}: missing; {directory} is not a model folder (see save_pretrained)")
+        try:
+            index = json.loads(index_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{index_path}: invalid JSON: {e}") from None
+        if index.get("format") != MODEL_FORMAT or index.get("format_version") != MODEL_FORMAT_VERSION:
+            raise ConfigError(
+                f"{index_path}: format {index.get('format')!r} version {index.get('format_version')!r} is not "
+                f"{MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}"
+            )
+        unet = VideoUNet.from_pretrained(directory / "unet")
+        text_encoder = TextEncoder.from_pretrained(directory / "text_encoder")
+        vae = AutoencoderKL.from_pretrained(directory / "vae")
+        fields = {k: index[k] for k in ("name", "height", "width", "num_frames", "fps", "description") if k in index}
+        config = ModelConfig(
+            unet=unet.config,
+            text_encoder=text_encoder.config,
+            vae=vae.config,
+            scheduler=from_dict(SchedulerConfig, index.get("scheduler", {}), f"{index_path}: scheduler"),
+            **fields,
+        )
+        config.validate(str(index_path))
+        return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=bool(index.get("trained", True)))
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """model_index.json + unet/, text_encoder/, vae/ (each config.json + model.safetensors), atomically."""
+        cfg = self.config
+        index = {
+            "format": MODEL_FORMAT,
+            "format_version": MODEL_FORMAT_VERSION,
+            "sdk_version": __version__,
+            "name": cfg.name,
+            "description": cfg.description,
+            "height": cfg.height,
+            "width": cfg.width,
+            "num_frames": cfg.num_frames,
+            "fps": cfg.fps,
+            "scheduler": dataclasses.asdict(cfg.scheduler),
+            "trained": self.trained,
+        }
+        with atomic_dir(directory) as tmp:
+            (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
+            self.unet.write_pretrained(tmp / "unet")
+            self.text_encoder.write_pretrained(tmp / "text_encoder")
+            self.vae_decoder.vae.write_pretrained(tmp / "vae")
+
+    def set_progress_bar_config(self, disable: bool = False) -> None:
+        self._progress = not disable
+
+    # ---- generation ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        prompt: str | list[str],
+        num_inference_steps: int | None = None,
+        num_frames: int | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        generator: torch.Generator | None = None,
+        callback: StepCallback | None = None,
+        latents: torch.Tensor | None = None,
+    ) -> VideoPipelineOutput:
+        cfg = self.config
+        steps = num_inference_steps or cfg.scheduler.num_inference_steps
+        num_frames, height, width = num_frames or cfg.num_frames, height or cfg.height, width or cfg.width
+        cfg.check_size(height, width, num_frames)
+        prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+        timings: dict[str, float] = {}
+
+        start = time.perf_counter()
+        hidden, _ = self.text_encoder(self.tokenizer(prompts))
+        timings["text_encoder_ms"] = (time.perf_counter() - start) * 1e3
+
+        f = cfg.vae.downsample_factor
+        shape = (len(prompts), cfg.vae.latent_channels, num_frames, height // f, width // f)
+        if latents is None:
+            latents = torch.randn(shape, generator=generator, dtype=torch.float32)
+        elif tuple(latents.shape) != shape:
+            raise ConfigError(f"latents must have shape {list(shape)}, got {list(latents.shape)}")
+
+        self.scheduler.set_timesteps(steps)
+        start = time.perf_counter()
+        for i, t in enumerate(tqdm(self.scheduler.timesteps, desc="denoising", disable=not self._progress)):
+            velocity = self.unet(latents, torch.full((len(prompts),), t, dtype=torch.float32), hidden)
+            latents = self.scheduler.step(velocity, t, latents).prev_sample
+            if callback is not None and callback(i, t, latents) is False:
+                raise GenerationCancelled(f"generation cancelled by the callback after step {i + 1} of {steps}")
+        timings["denoise_ms"] = (time.perf_counter() - start) * 1e3
+
+        start = time.perf_counter()
+        frames = self.decode(latents)
+        timings["vae_decoder_ms"] = (time.perf_counter() - start) * 1e3
+        return VideoPipelineOutput(frames=frames, latents=latents, timings_ms=timings)
+
+    def decode(self, latents: torch.Tensor) -> np.ndarray:
+        """[B, C, T, h, w] latents -> uint8 [B, T, H, W, 3], in chunks the decoder accepts."""
+        b, c, t, h, w = latents.shape
+        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        chunk = getattr(self.vae_decoder, "frames_per_call", None) or b * t
+        images = torch.cat([self.vae_decoder(flat[i : i + chunk]) for i in range(0, b * t, chunk)])
+        rgb = (images.clamp(0, 1) * 255.0).round().to(torch.uint8)
+        return rgb.reshape(b, t, 3, images.shape[-2], images.shape[-1]).permute(0, 1, 3, 4, 2).numpy()

@@ -1,0 +1,136 @@
+"""Temporal slots of the video UNet and temporal plans (which temporal op sits in each slot).
+
+A slot id reads as `<stage>.<kind><index>`: `down0.res0` is after the first ResBlock of the
+full-resolution down stage, `mid.attn0` after the middle transformer, `up1.res2` after the third
+ResBlock of the up stage at half resolution. Up stages are numbered by resolution level, like the down
+stages, so `down1` and `up1` run at the same size.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+from .config import UNetConfig
+from .errors import PlanError
+
+TEMPORAL_OPS = ("none", "conv1d", "conv3d", "attn1d", "attn3d")
+
+
+@dataclass(frozen=True)
+class Slot:
+    id: str
+    stage: str  # "down0", "mid", "up0", ...
+    kind: str  # "res" or "attn"
+    channels: int
+    level: int  # resolution level: the slot runs at latent size / 2**level
+
+
+def slot_id(stage: str, kind: str, index: int) -> str:
+    return f"{stage}.{kind}{index}"
+
+
+def unet_slots(cfg: UNetConfig) -> list[Slot]:
+    """Every temporal slot of a UNet config, in execution order (the UNet is built from the same walk)."""
+    slots: list[Slot] = []
+    levels = len(cfg.block_channels)
+    for level, ch in enumerate(cfg.block_channels):
+        for j in range(cfg.layers_per_block):
+            slots.append(Slot(slot_id(f"down{level}", "res", j), f"down{level}", "res", ch, level))
+            if cfg.attention_stages[level]:
+                slots.append(Slot(slot_id(f"down{level}", "attn", j), f"down{level}", "attn", ch, level))
+    mid_ch, mid_level = cfg.block_channels[-1], levels - 1
+    slots.append(Slot("mid.res0", "mid", "res", mid_ch, mid_level))
+    slots.append(Slot("mid.attn0", "mid", "attn", mid_ch, mid_level))
+    slots.append(Slot("mid.res1", "mid", "res", mid_ch, mid_level))
+    for level in reversed(range(levels)):
+        ch = cfg.block_channels[level]
+        for j in range(cfg.layers_per_block + 1):
+            slots.append(Slot(slot_id(f"up{level}", "res", j), f"up{level}", "res", ch, level))
+            if cfg.attention_stages[level]:
+                slots.append(Slot(slot_id(f"up{level}", "attn", j), f"up{level}", "attn", ch, level))
+    return slots
+
+
+class TemporalPlan(Mapping[str, str]):
+    """A complete, validated slot -> op mapping (immutable; every slot of the config is present)."""
+
+    def __init__(self, ops: Mapping[str, str]):
+        self._ops = dict(ops)
+
+    @classmethod
+    def resolve(cls, spec: Mapping[str, str] | None, cfg: UNetConfig, source: str = "plan") -> "TemporalPlan":
+        """Expand a plan spec against the config's slots.
+
+        Globs (`down0.*`) apply first, in the order given; exact slot ids override them. Slots named by
+        neither are "none". Unknown slots, unmatched globs and unknown ops are errors naming them.
+        """
+        ids = [s.id for s in unet_slots(cfg)]
+        ops = {i: "none" for i in ids}
+        spec = dict(spec or {})
+        for key, op in spec.items():
+            if not isinstance(op, str) or op not in TEMPORAL_OPS:
+                raise PlanError(f"{source}: unknown temporal op {op!r} for slot {key!r}; valid ops: {', '.join(TEMPORAL_OPS)}")
+        for key, op in spec.items():
+            if _is_glob(key):
+                matched = fnmatch.filter(ids, key)
+                if not matched:
+                    raise PlanError(f"{source}: pattern {key!r} matches no slot; slots are: {', '.join(ids)}")
+                for i in matched:
+                    ops[i] = op
+        for key, op in spec.items():
+            if not _is_glob(key):
+                if key not in ops:
+                    raise PlanError(f"{source}: unknown slot {key!r}; slots are: {', '.join(ids)}")
+                ops[key] = op
+        return cls(ops)
+
+    def __getitem__(self, slot: str) -> str:
+        return self._ops[slot]
+
+    def __iter__(self):
+        return iter(self._ops)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __repr__(self) -> str:
+        return f"TemporalPlan({self.counts()})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Mapping) and dict(self) == dict(other)
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._ops.items())))
+
+    def to_dict(self) -> dict[str, str]:
+        return dict(self._ops)
+
+    def counts(self) -> dict[str, int]:
+        """How many slots use each op (ops with zero uses included, in TEMPORAL_OPS order)."""
+        return {op: sum(1 for v in self._ops.values() if v == op) for op in TEMPORAL_OPS}
+
+
+def _is_glob(key: str) -> bool:
+    return any(ch in key for ch in "*?[")
+
+
+def load_plan_spec(path: str | Path) -> dict[str, str]:
+    """Read a plan file: JSON `{"slots": {slot-or-glob: op, ...}}` (other keys, e.g. search metadata, are kept aside)."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as e:
+        raise PlanError(f"{path}: cannot read plan file: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise PlanError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
+        raise PlanError(f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op')
+    return data["slots"]
+
+
+def plan_file_dict(plan: TemporalPlan, **metadata) -> dict:
+    """The JSON form `load_plan_spec` reads, with optional metadata beside the slots."""
+    return {**metadata, "slots": plan.to_dict()}

@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from mobile_sdk.config import load_preset
+from mobile_sdk.pipeline import VideoPipeline
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def tiny_config():
+    return load_preset("tiny")
+
+
+@pytest.fixture
+def tiny_pipe():
+    pipe = VideoPipeline.from_preset("tiny", seed=0)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def randomize_temporal(unet, seed: int = 0) -> None:
+    """Give the zero-initialised temporal layers non-zero weights, so tests can see them act."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in unet.named_parameters():
+            if name.startswith("temporal."):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.2)
