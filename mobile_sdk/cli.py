@@ -15,39 +15,52 @@ from .errors import SDKError
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", metavar="DIR", help="a model folder written by save_pretrained")
-    src.add_argument("--preset", metavar="NAME", help="a preset (random weights): tiny, small, snapgen-v-0.6b")
-    p.add_argument("--plan", metavar="FILE", help="temporal plan JSON ({\"slots\": {...}}) to use instead of the preset's")
+    src.add_argument("--model", metavar="DIR", help="a model folder written by save_pretrained (default: the shipped demo model)")
+    src.add_argument("--preset", metavar="NAME", help="a preset with random weights: tiny, small, snapgen-v-0.6b")
+    p.add_argument("--plan", metavar="FILE", help='temporal plan JSON: {"slots": {...}} or {"steps": [{"slots": ...}, ...]}')
+    p.add_argument("--seed", type=int, default=0, help="seed (initial noise; also random weights of a preset)")
 
 
-def _load_config(args):
+def load_pipeline(args):
+    """The pipeline the model arguments name: --model DIR, --preset NAME, or the shipped demo model."""
     from .config import load_preset
-    from .plan import TemporalPlan, load_plan_spec
+    from .pipeline import VideoPipeline
+    from .plan import TemporalPlan, load_plan_file
+    from .weights import default_model_dir
 
-    if args.model:
-        if args.plan:
-            raise SDKError("--plan applies to --preset; a trained model folder already fixes its plan")
-        from .pipeline import VideoPipeline
-
-        return VideoPipeline.from_pretrained(args.model)
-    cfg = load_preset(args.preset or "small")
-    if args.plan:
-        from dataclasses import replace
-
-        spec = load_plan_spec(args.plan)
-        TemporalPlan.resolve(spec, cfg.unet, source=args.plan)  # report errors against the file's name
-        cfg = replace(cfg, unet=replace(cfg.unet, temporal_plan=spec))
-    return cfg
+    step_specs = load_plan_file(args.plan) if args.plan else None
+    if args.preset:
+        cfg = load_preset(args.preset)
+        for i, spec in enumerate(step_specs or []):  # report errors against the file's name
+            TemporalPlan.resolve(spec, cfg.unet, source=args.plan if len(step_specs) == 1 else f"{args.plan}: step {i}")
+        if step_specs and len(step_specs) > 1 and len(step_specs) != cfg.scheduler.num_inference_steps:
+            raise SDKError(f"{args.plan}: {len(step_specs)} step plans for a {cfg.scheduler.num_inference_steps}-step model")
+        plan = step_specs if step_specs and len(step_specs) > 1 else (step_specs[0] if step_specs else None)
+        return VideoPipeline.from_config(cfg, seed=args.seed, plan=plan)
+    model_dir = args.model or default_model_dir()
+    pipe = VideoPipeline.from_pretrained(model_dir)
+    if step_specs:
+        specs = step_specs * pipe.config.scheduler.num_inference_steps if len(step_specs) == 1 else step_specs
+        pipe = pipe.with_step_plans(specs)
+        if pipe.unet.untrained_layers:
+            raise SDKError(f"{args.plan}: the model in {model_dir} has no trained weights for "
+                           f"{', '.join(pipe.unet.untrained_layers)}; a trained model can only keep or drop ('none') its temporal layers")
+    return pipe
 
 
 def cmd_generate(args) -> int:
     import torch
 
-    from .pipeline import VideoPipeline
     from .video_io import export_to_video
 
-    loaded = _load_config(args)
-    pipe = loaded if isinstance(loaded, VideoPipeline) else VideoPipeline.from_config(loaded, seed=args.seed)
+    if args.package:
+        if args.model or args.preset or args.plan:
+            raise SDKError("--package already fixes the model and plan; drop --model/--preset/--plan")
+        from .runtime import pipeline_from_package
+
+        pipe = pipeline_from_package(args.package)
+    else:
+        pipe = load_pipeline(args)
     if not pipe.trained:
         print(f"note: model {pipe.config.name!r} has untrained (random) weights; expect noise, not a video of the prompt",
               file=sys.stderr)
@@ -56,26 +69,71 @@ def cmd_generate(args) -> int:
                width=args.width, generator=generator)
     path = export_to_video(out.frames[0], args.out, fps=args.fps or pipe.config.fps)
     t = out.timings_ms
-    print(f"wrote {path} ({out.frames.shape[1]} frames, {out.frames.shape[3]}x{out.frames.shape[2]}); "
+    backend = f"package {args.package} (ExecuTorch)" if args.package else "eager PyTorch"
+    print(f"wrote {path} ({out.frames.shape[1]} frames, {out.frames.shape[3]}x{out.frames.shape[2]}, {backend}); "
           f"text encoder {t['text_encoder_ms']:.0f} ms, denoising {t['denoise_ms']:.0f} ms, "
           f"decoder {t['vae_decoder_ms']:.0f} ms")
     return 0
 
 
+def cmd_export(args) -> int:
+    from export.package_writer import export_package
+
+    pipe = load_pipeline(args)
+    out = Path(args.out)
+    if out.suffix != ".mobilepkg":
+        raise SDKError(f"{out}: a package path must end in .mobilepkg")
+    export_package(pipe, out, targets=tuple(args.target or ["executorch"]), quantize=args.quantize, check=args.check,
+                   make_zip=args.zip, preset=args.preset)
+    return 0
+
+
 def cmd_inspect(args) -> int:
+    from dataclasses import replace
+
+    from .config import load_preset
     from .summary import format_summary, model_summary
 
-    if args.path:
-        from .pipeline import VideoPipeline
+    if args.path and Path(args.path).suffix in (".mobilepkg", ".zip"):
+        from .package import open_package
+        from .package_summary import format_package_summary, package_summary
 
-        if not Path(args.path).is_dir():
-            raise SDKError(f"{args.path}: not a folder (expected a model folder)")
-        config = VideoPipeline.from_pretrained(args.path).config
+        with open_package(args.path) as pkg:
+            summary = package_summary(pkg)
+        print(json.dumps(summary, indent=2) if args.json else format_package_summary(summary))
+        return 0
+    if args.path:
+        args.model = args.path
+    if args.preset:  # counted on the meta device: even the 0.6B preset costs nothing
+        config = load_preset(args.preset)
+        if args.plan:
+            from .plan import TemporalPlan, load_plan_file
+
+            specs = load_plan_file(args.plan)
+            if len(specs) > 1:
+                raise SDKError(f"{args.plan}: inspect shows one plan; this file has one per step")
+            TemporalPlan.resolve(specs[0], config.unet, source=args.plan)
+            config = replace(config, unet=replace(config.unet, temporal_plan=specs[0]))
     else:
-        loaded = _load_config(args)
-        config = loaded.config if hasattr(loaded, "config") else loaded
+        config = load_pipeline(args).config
     summary = model_summary(config)
     print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from export.train.distill import DistillConfig
+    from export.train.run import STAGES, run_training
+    from export.train.teacher import TeacherTrainConfig
+    from export.train.vae import VAETrainConfig
+
+    from .config import load_preset
+
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
+    teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size}.items() if v})
+    distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
+    run_training(load_preset(args.preset), args.out, stages, vae, teacher, distill, ship_to=args.ship)
     return 0
 
 
@@ -89,20 +147,41 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("generate", help="generate a video from a prompt")
     g.add_argument("--prompt", required=True)
     _add_model_args(g)
+    g.add_argument("--package", metavar="PKG", help="run an exported package (.mobilepkg or .zip) with ExecuTorch on this host")
     g.add_argument("--frames", type=int, help="number of frames (default: the model's)")
     g.add_argument("--height", type=int)
     g.add_argument("--width", type=int)
     g.add_argument("--steps", type=int, help="denoising steps (default: the model's, 4)")
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--fps", type=int)
     g.add_argument("--out", default="out/video.mp4", help="output .mp4 or .gif")
     g.set_defaults(func=cmd_generate)
 
-    i = sub.add_parser("inspect", help="summarise a model: components, parameters, slots, plan")
-    i.add_argument("path", nargs="?", help="a model folder")
+    e = sub.add_parser("export", help="lower a model to a package (.mobilepkg) for the apps")
+    _add_model_args(e)
+    e.add_argument("--target", action="append", choices=["executorch", "coreml"], default=None,
+                   help="repeat for several targets (default: executorch)")
+    e.add_argument("--quantize", choices=["none", "int8"], default="none")
+    e.add_argument("--check", action="store_true", help="parity gate: PSNR of every component and the 4-step pipeline")
+    e.add_argument("--zip", action="store_true", help="also write PKG.zip")
+    e.add_argument("--out", required=True, help="NAME.mobilepkg")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("inspect", help="summarise a model or a package: components, parameters, slots, plan")
+    i.add_argument("path", nargs="?", help="a model folder or a package (.mobilepkg / .zip)")
     _add_model_args(i)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_inspect)
+
+    t = sub.add_parser("train", help="train the demo model on synthetic data (VAE, teacher, 4-step distillation)")
+    t.add_argument("stage", choices=["all", "vae", "teacher", "distill", "evaluate"])
+    t.add_argument("--preset", default="small")
+    t.add_argument("--out", default="runs/small", help="run folder (stages resume from their checkpoints)")
+    t.add_argument("--vae-steps", type=int)
+    t.add_argument("--teacher-steps", type=int)
+    t.add_argument("--batch-size", type=int, help="teacher batch size")
+    t.add_argument("--distill-steps", type=int)
+    t.add_argument("--ship", metavar="DIR", help="write the distilled model (fp16) here when done")
+    t.set_defaults(func=cmd_train)
     return parser
 
 

@@ -113,6 +113,8 @@ class ModelConfig:
     width: int = 64
     num_frames: int = 8
     fps: int = 8
+    # Classifier-free guidance scale used by default (1.0 = off; distilled models need none).
+    guidance_scale: float = 1.0
     description: str = ""
 
     def validate(self, where: str) -> None:

@@ -24,11 +24,13 @@ from .atomic import atomic_dir
 from .config import ModelConfig, SchedulerConfig, from_dict, load_preset
 from .errors import ConfigError, GenerationCancelled, WeightsError
 from .models import AutoencoderKL, ByteTokenizer, TextEncoder, VAEDecoder, VideoUNet
+from .models.step_aware import StepAwareUNet
 from .scheduler import RectifiedFlowScheduler
 
 MODEL_INDEX = "model_index.json"
 MODEL_FORMAT = "mobile-sdk-model"
 MODEL_FORMAT_VERSION = 1
+INDEX_FIELDS = ("name", "height", "width", "num_frames", "fps", "guidance_scale", "description")
 
 # callback(step_index, timestep, latents) -> return False to cancel the generation.
 StepCallback = Callable[[int, float, torch.Tensor], "bool | None"]
@@ -47,23 +49,40 @@ class VideoPipeline:
         self.text_encoder, self.unet, self.vae_decoder, self.tokenizer = text_encoder, unet, vae_decoder, tokenizer
         self.scheduler = RectifiedFlowScheduler(config.scheduler)
         self.trained = trained
+        # Exported programs have static shapes: (num_frames, height, width) they accept, if fixed.
+        self.fixed_size: tuple[int, int, int] | None = None
         self._progress = True
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: ModelConfig, seed: int = 0, plan: dict | None = None) -> "VideoPipeline":
-        """Fresh (untrained) components, initialised deterministically from `seed`."""
+    def from_config(cls, config: ModelConfig, seed: int = 0, plan: dict | list[dict] | None = None) -> "VideoPipeline":
+        """Fresh (untrained) components, initialised deterministically from `seed`.
+
+        `plan` is one plan spec, or a list of specs (one per denoising step) for a step-aware UNet.
+        """
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            unet = VideoUNet(config.unet, plan=plan).eval()
+            step_specs = plan if isinstance(plan, list) else None
+            unet = VideoUNet(config.unet, plan=step_specs[0] if step_specs else plan).eval()
+            if step_specs and len(step_specs) > 1:
+                unet = StepAwareUNet(unet, step_specs).eval()
             text_encoder = TextEncoder(config.text_encoder).eval()
             vae = AutoencoderKL(config.vae).eval()
-        config = dataclasses.replace(config, unet=unet.config)
+        base = unet.views[0] if isinstance(unet, StepAwareUNet) else unet
+        config = dataclasses.replace(config, unet=base.config)
         return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=False)
 
     @classmethod
-    def from_preset(cls, name: str, seed: int = 0, plan: dict | None = None) -> "VideoPipeline":
+    def from_preset(cls, name: str, seed: int = 0, plan: dict | list[dict] | None = None) -> "VideoPipeline":
         return cls.from_config(load_preset(name), seed=seed, plan=plan)
+
+    def with_step_plans(self, step_specs: list[dict]) -> "VideoPipeline":
+        """The same weights with one plan per step. Slots given an op the model has no weights for get
+        fresh identity layers, listed in `unet.untrained_layers`."""
+        if len(step_specs) != self.config.scheduler.num_inference_steps:
+            raise ConfigError(f"{len(step_specs)} step plans for a {self.config.scheduler.num_inference_steps}-step model")
+        unet = StepAwareUNet(self.unet, step_specs).eval()
+        return VideoPipeline(self.config, self.text_encoder, unet, self.vae_decoder, self.tokenizer, self.trained)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> "VideoPipeline":
@@ -83,7 +102,7 @@ class VideoPipeline:
         unet = VideoUNet.from_pretrained(directory / "unet")
         text_encoder = TextEncoder.from_pretrained(directory / "text_encoder")
         vae = AutoencoderKL.from_pretrained(directory / "vae")
-        fields = {k: index[k] for k in ("name", "height", "width", "num_frames", "fps", "description") if k in index}
+        fields = {k: index[k] for k in INDEX_FIELDS if k in index}
         config = ModelConfig(
             unet=unet.config,
             text_encoder=text_encoder.config,
@@ -94,27 +113,27 @@ class VideoPipeline:
         config.validate(str(index_path))
         return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=bool(index.get("trained", True)))
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """model_index.json + unet/, text_encoder/, vae/ (each config.json + model.safetensors), atomically."""
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None, extra: dict | None = None) -> None:
+        """model_index.json + unet/, text_encoder/, vae/ (each config.json + model.safetensors), atomically.
+
+        `dtype=torch.float16` halves the files (weights load back into fp32); `extra` adds provenance.
+        """
         cfg = self.config
         index = {
             "format": MODEL_FORMAT,
             "format_version": MODEL_FORMAT_VERSION,
             "sdk_version": __version__,
-            "name": cfg.name,
-            "description": cfg.description,
-            "height": cfg.height,
-            "width": cfg.width,
-            "num_frames": cfg.num_frames,
-            "fps": cfg.fps,
+            **{k: getattr(cfg, k) for k in INDEX_FIELDS},
             "scheduler": dataclasses.asdict(cfg.scheduler),
             "trained": self.trained,
+            "weights_dtype": str(dtype or torch.float32).replace("torch.", ""),
+            **(extra or {}),
         }
         with atomic_dir(directory) as tmp:
             (tmp / MODEL_INDEX).write_text(json.dumps(index, indent=2) + "\n")
-            self.unet.write_pretrained(tmp / "unet")
-            self.text_encoder.write_pretrained(tmp / "text_encoder")
-            self.vae_decoder.vae.write_pretrained(tmp / "vae")
+            self.unet.write_pretrained(tmp / "unet", dtype)
+            self.text_encoder.write_pretrained(tmp / "text_encoder", dtype)
+            self.vae_decoder.vae.write_pretrained(tmp / "vae", dtype)
 
     def set_progress_bar_config(self, disable: bool = False) -> None:
         self._progress = not disable
@@ -131,16 +150,23 @@ class VideoPipeline:
         generator: torch.Generator | None = None,
         callback: StepCallback | None = None,
         latents: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> VideoPipelineOutput:
         cfg = self.config
         steps = num_inference_steps or cfg.scheduler.num_inference_steps
         num_frames, height, width = num_frames or cfg.num_frames, height or cfg.height, width or cfg.width
         cfg.check_size(height, width, num_frames)
+        if self.fixed_size and (num_frames, height, width) != self.fixed_size:
+            f, h, w = self.fixed_size
+            raise ConfigError(f"this package was exported for {f} frames at {w}x{h}; got {num_frames} frames at {width}x{height}")
         prompts = [prompt] if isinstance(prompt, str) else list(prompt)
         timings: dict[str, float] = {}
 
+        guidance = cfg.guidance_scale if guidance_scale is None else guidance_scale
+
         start = time.perf_counter()
         hidden, _ = self.text_encoder(self.tokenizer(prompts))
+        uncond = self.text_encoder(self.tokenizer([""] * len(prompts)))[0] if guidance != 1.0 else None
         timings["text_encoder_ms"] = (time.perf_counter() - start) * 1e3
 
         f = cfg.vae.downsample_factor
@@ -153,7 +179,12 @@ class VideoPipeline:
         self.scheduler.set_timesteps(steps)
         start = time.perf_counter()
         for i, t in enumerate(tqdm(self.scheduler.timesteps, desc="denoising", disable=not self._progress)):
-            velocity = self.unet(latents, torch.full((len(prompts),), t, dtype=torch.float32), hidden)
+            t_batch = torch.full((len(prompts),), t, dtype=torch.float32)
+            unet = self.unet_for_step(i)
+            velocity = unet(latents, t_batch, hidden)
+            if uncond is not None:  # classifier-free guidance, as two calls so fixed-batch programs work too
+                v_uncond = unet(latents, t_batch, uncond)
+                velocity = v_uncond + guidance * (velocity - v_uncond)
             latents = self.scheduler.step(velocity, t, latents).prev_sample
             if callback is not None and callback(i, t, latents) is False:
                 raise GenerationCancelled(f"generation cancelled by the callback after step {i + 1} of {steps}")
@@ -163,6 +194,10 @@ class VideoPipeline:
         frames = self.decode(latents)
         timings["vae_decoder_ms"] = (time.perf_counter() - start) * 1e3
         return VideoPipelineOutput(frames=frames, latents=latents, timings_ms=timings)
+
+    def unet_for_step(self, step: int):
+        """The UNet of denoising step `step` (step-aware models run a different plan per step)."""
+        return self.unet.for_step(step) if hasattr(self.unet, "for_step") else self.unet
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """[B, C, T, h, w] latents -> uint8 [B, T, H, W, 3], in chunks the decoder accepts."""

@@ -117,8 +117,12 @@ def _is_glob(key: str) -> bool:
     return any(ch in key for ch in "*?[")
 
 
-def load_plan_spec(path: str | Path) -> dict[str, str]:
-    """Read a plan file: JSON `{"slots": {slot-or-glob: op, ...}}` (other keys, e.g. search metadata, are kept aside)."""
+def load_plan_file(path: str | Path) -> list[dict[str, str]]:
+    """Read a plan file; returns one spec per step, or a single spec for all steps.
+
+    `{"slots": {slot-or-glob: op}}` is one plan for every step; `{"steps": [{"slots": ...}, ...]}` gives
+    each denoising step its own plan (step-aware). Other keys, e.g. search metadata, are ignored.
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -126,11 +130,18 @@ def load_plan_spec(path: str | Path) -> dict[str, str]:
         raise PlanError(f"{path}: cannot read plan file: {e.strerror}") from None
     except json.JSONDecodeError as e:
         raise PlanError(f"{path}: invalid JSON: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("slots"), dict):
-        raise PlanError(f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op')
-    return data["slots"]
+    usage = (f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op, '
+             f'or a "steps" list of such objects (one per denoising step)')
+    if isinstance(data, dict) and isinstance(data.get("slots"), dict):
+        return [data["slots"]]
+    if isinstance(data, dict) and isinstance(data.get("steps"), list) and data["steps"]:
+        if all(isinstance(s, dict) and isinstance(s.get("slots"), dict) for s in data["steps"]):
+            return [s["slots"] for s in data["steps"]]
+    raise PlanError(usage)
 
 
-def plan_file_dict(plan: TemporalPlan, **metadata) -> dict:
-    """The JSON form `load_plan_spec` reads, with optional metadata beside the slots."""
-    return {**metadata, "slots": plan.to_dict()}
+def plan_file_dict(plans: TemporalPlan | list[TemporalPlan], **metadata) -> dict:
+    """The JSON form `load_plan_file` reads (one plan, or one per step), with optional metadata."""
+    if isinstance(plans, TemporalPlan):
+        return {**metadata, "slots": plans.to_dict()}
+    return {**metadata, "steps": [{"slots": p.to_dict()} for p in plans]}

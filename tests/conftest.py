@@ -1,10 +1,11 @@
+import os
 import pytest
 import torch
 
 from mobile_sdk.config import load_preset
 from mobile_sdk.pipeline import VideoPipeline
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("MOBILE_SDK_TEST_THREADS", "2")))
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ import pytest
 
 from mobile_sdk.errors import PlanError
 from mobile_sdk.models import VideoUNet
-from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan, load_plan_spec, plan_file_dict, unet_slots
+from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan, load_plan_file, plan_file_dict, unet_slots
 
 
 def test_slot_ids_are_stable_and_readable(tiny_config):
@@ -50,17 +50,22 @@ def test_plan_file_round_trip(tmp_path, tiny_config):
     plan = TemporalPlan.resolve({"*": "attn1d", "mid.attn0": "attn3d"}, tiny_config.unet)
     path = tmp_path / "plan.json"
     path.write_text(json.dumps(plan_file_dict(plan, found_by="test")))
-    assert TemporalPlan.resolve(load_plan_spec(path), tiny_config.unet) == plan
+    assert TemporalPlan.resolve(load_plan_file(path)[0], tiny_config.unet) == plan
+    path.write_text(json.dumps(plan_file_dict([plan, plan])))
+    assert len(load_plan_file(path)) == 2
 
 
 def test_bad_plan_file(tmp_path):
     path = tmp_path / "plan.json"
     path.write_text('{"down0.res0": "conv1d"}')
     with pytest.raises(PlanError, match='plan.json: a plan file is a JSON object with a "slots"'):
-        load_plan_spec(path)
+        load_plan_file(path)
+    path.write_text('{"steps": []}')
+    with pytest.raises(PlanError, match='or a "steps" list'):
+        load_plan_file(path)
     path.write_text("{not json")
     with pytest.raises(PlanError, match="plan.json: invalid JSON"):
-        load_plan_spec(path)
+        load_plan_file(path)
 
 
 def test_ops_list_is_the_papers_candidates():

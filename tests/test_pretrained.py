@@ -78,7 +78,7 @@ def test_not_a_model_folder(tmp_path):
 
 
 def test_failed_save_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
-    def boom(self, directory):
+    def boom(self, directory, dtype=None):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(type(tiny_pipe.vae_decoder.vae), "write_pretrained", boom)

@@ -110,10 +110,14 @@ class ResBlock(nn.Module):
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
 
-    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, num_frames: int = 1) -> torch.Tensor:
+        """x: [B*T, C, H, W] frames-in-batch; temb: [B, D], one per clip (broadcast over its frames)."""
         h = self.conv1(silu(self.norm1(x)))
         if self.time_proj is not None:
-            h = h + self.time_proj(silu(temb))[:, :, None, None]
+            n, c, hh, ww = h.shape
+            proj = self.time_proj(silu(temb))
+            per_clip = proj.reshape(proj.shape[0], 1, c, 1)  # a view XNNPACK takes (unsqueeze it does not)
+            h = (h.reshape(n // num_frames, num_frames, c, hh * ww) + per_clip).reshape(n, c, hh, ww)
         h = self.conv2(silu(self.norm2(h)))
         return h + (x if self.skip is None else self.skip(x))
 

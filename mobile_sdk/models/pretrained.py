@@ -23,15 +23,15 @@ class PretrainedMixin:
     config_class: type
     component: str
 
-    def save_pretrained(self, directory: str | Path) -> None:
+    def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None) -> None:
         with atomic_dir(directory) as tmp:
-            self.write_pretrained(tmp)
+            self.write_pretrained(tmp, dtype)
 
-    def write_pretrained(self, directory: Path) -> None:
-        """Write into an existing folder (used by atomic writers of larger bundles)."""
+    def write_pretrained(self, directory: Path, dtype: torch.dtype | None = None) -> None:
+        """Write into a folder (used by atomic writers of larger bundles); `dtype` (e.g. fp16) shrinks the file."""
         directory.mkdir(parents=True, exist_ok=True)
         (directory / CONFIG_NAME).write_text(json.dumps(dataclasses.asdict(self.config), indent=2) + "\n")
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        state = {k: v.detach().contiguous().cpu().to(dtype or v.dtype) for k, v in self.state_dict().items()}
         save_file(state, str(directory / WEIGHTS_NAME), metadata={"format": "pt", "component": self.component})
 
     @classmethod
@@ -69,5 +69,5 @@ class PretrainedMixin:
         for key, value in state.items():
             if value.shape != own[key].shape:
                 raise WeightsError(f"{path}: {key} has shape {tuple(value.shape)}, the config needs {tuple(own[key].shape)}")
-        with torch.no_grad():
+        with torch.no_grad():  # load_state_dict casts, so fp16 files load into fp32 models
             self.load_state_dict(state, strict=True)

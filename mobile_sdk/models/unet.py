@@ -39,9 +39,13 @@ class TransformerBlock(nn.Module):
         self.norm2, self.attn2 = LayerNorm(dim), Attention(dim, head_dim, context_dim)
         self.norm3, self.ff = LayerNorm(dim), FeedForward(dim, dim * ff_mult)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
+        """x: [B*T, HW, C]; context: [B, L, D]. Cross-attention runs over all frames of a clip at once,
+        so the text is never repeated per frame."""
+        n, hw, c = x.shape
         x = x + self.attn1(self.norm1(x))
-        x = x + self.attn2(self.norm2(x), context)
+        per_clip = self.norm2(x).reshape(n // num_frames, num_frames * hw, c)
+        x = x + self.attn2(per_clip, context).reshape(n, hw, c)
         return x + self.ff(self.norm3(x))
 
 
@@ -57,11 +61,11 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = nn.Linear(ch, ch)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
         n, c, h, w = x.shape
         tokens = self.proj_in(self.norm(x).reshape(n, c, h * w).permute(0, 2, 1))
         for block in self.blocks:
-            tokens = block(tokens, context)
+            tokens = block(tokens, context, num_frames)
         return x + self.proj_out(tokens).permute(0, 2, 1).reshape(n, c, h, w)
 
 
@@ -151,20 +155,32 @@ class VideoUNet(PretrainedMixin, nn.Module):
         for j, res in enumerate(stage.res):
             if skips is not None:
                 x = torch.cat([x, skips.pop()], dim=1)
-            x = self._t(slot_id(name, "res", j), res(x, temb), t)
+            x = self._t(slot_id(name, "res", j), res(x, temb, t), t)
             if len(stage.attn):
-                x = self._t(slot_id(name, "attn", j), stage.attn[j](x, ctx), t)
+                x = self._t(slot_id(name, "attn", j), stage.attn[j](x, ctx, t), t)
             if push is not None:
                 push.append(x)
         return x
 
-    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    def _embed(self, sample, timestep, encoder_hidden_states):
         b, c, t, h, w = sample.shape
         x = sample.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        temb = self.time_embedding(timestep).repeat_interleave(t, dim=0)
-        ctx = encoder_hidden_states.repeat_interleave(t, dim=0)
+        return self.conv_in(x), self.time_embedding(timestep), encoder_hidden_states, t
 
-        x = self.conv_in(x)
+    def encoder_features(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> list[torch.Tensor]:
+        """Output of each down stage ([B*T, C, h, w], before its downsampler): the discriminator's backbone."""
+        x, temb, ctx, t = self._embed(sample, timestep, encoder_hidden_states)
+        features = []
+        for level, stage in enumerate(self.down):
+            x = self._run_stage(f"down{level}", stage, x, temb, ctx, t, None, None)
+            features.append(x)
+            if stage.resample is not None:
+                x = stage.resample(x)
+        return features
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        b, _, _, h, w = sample.shape
+        x, temb, ctx, t = self._embed(sample, timestep, encoder_hidden_states)
         skips = [x]
         for level, stage in enumerate(self.down):
             x = self._run_stage(f"down{level}", stage, x, temb, ctx, t, None, skips)
@@ -172,9 +188,9 @@ class VideoUNet(PretrainedMixin, nn.Module):
                 x = stage.resample(x)
                 skips.append(x)
 
-        x = self._t("mid.res0", self.mid.res[0](x, temb), t)
-        x = self._t("mid.attn0", self.mid.attn[0](x, ctx), t)
-        x = self._t("mid.res1", self.mid.res[1](x, temb), t)
+        x = self._t("mid.res0", self.mid.res[0](x, temb, t), t)
+        x = self._t("mid.attn0", self.mid.attn[0](x, ctx, t), t)
+        x = self._t("mid.res1", self.mid.res[1](x, temb, t), t)
 
         for level in reversed(range(len(self.up))):
             stage = self.up[level]

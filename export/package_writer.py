@@ -1,0 +1,287 @@
+"""Write `NAME.mobilepkg/`: lowered components, tokenizer, test vectors and manifest.json (the contract
+in mobile_sdk.package), atomically: everything is built in a temporary folder beside the target, the
+parity gate runs there, and only a complete package is renamed into place.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import zipfile
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mobile_sdk import __version__
+from mobile_sdk.atomic import atomic_dir, atomic_file
+from mobile_sdk.errors import SDKError
+from mobile_sdk.models.step_aware import StepAwareUNet
+from mobile_sdk.package import (
+    MANIFEST, SCHEMA, SCHEMA_VERSION, TEST_VECTOR_DIR, TOKENIZER, component_path, list_files, sha256_file,
+)
+from mobile_sdk.pipeline import VideoPipeline
+
+from .calibration import capture_calibration, default_prompts
+from .executorch_lowering import MethodSpec, lower_program, method_names
+from .parity import FP32_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr
+
+TEST_PROMPT = "a red circle moving right"
+IO_NAMES = {
+    "text_encoder": (["input_ids"], ["last_hidden_state", "pooled"]),
+    "unet": (["sample", "timestep", "encoder_hidden_states"], ["velocity"]),
+    "vae_decoder": (["latents"], ["rgb"]),
+}
+
+
+class ParityError(SDKError):
+    """The exported programs do not reproduce eager PyTorch closely enough."""
+
+
+def tool_versions() -> dict[str, str]:
+    out = {}
+    for dist in ("torch", "executorch", "coremltools", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _unet_views(pipe: VideoPipeline) -> tuple[list, list[str], list[dict]]:
+    """(distinct plan views, method name of each step, plan of each method)."""
+    steps = pipe.config.scheduler.num_inference_steps
+    if isinstance(pipe.unet, StepAwareUNet):
+        names = method_names(len(pipe.unet.distinct))
+        return list(pipe.unet.views), [names[i] for i in pipe.unet.step_to_plan], [p.to_dict() for p in pipe.unet.distinct]
+    return [pipe.unet], ["forward"] * steps, [pipe.unet.plan.to_dict()]
+
+
+def _example_inputs(pipe: VideoPipeline) -> dict[str, tuple[torch.Tensor, ...]]:
+    cfg = pipe.config
+    f = cfg.vae.downsample_factor
+    g = torch.Generator().manual_seed(1)
+    h, w = cfg.height // f, cfg.width // f
+    ids = pipe.tokenizer(TEST_PROMPT)
+    with torch.no_grad():
+        hidden, _ = pipe.text_encoder(ids)
+    return {
+        "text_encoder": (ids,),
+        "unet": (torch.randn(1, cfg.vae.latent_channels, cfg.num_frames, h, w, generator=g),
+                 torch.tensor([pipe.scheduler.timesteps[0]]), hidden),
+        "vae_decoder": (torch.randn(1, cfg.vae.latent_channels, h, w, generator=g),),
+    }
+
+
+def _write_tensor(root: Path, name: str, t) -> dict:
+    arr = np.ascontiguousarray(t.numpy() if torch.is_tensor(t) else t)
+    rel = f"{TEST_VECTOR_DIR}/{name}.bin"
+    (root / TEST_VECTOR_DIR).mkdir(exist_ok=True)
+    arr.astype(arr.dtype.newbyteorder("<")).tofile(root / rel)
+    return {"file": rel, "shape": list(arr.shape), "dtype": str(arr.dtype)}
+
+
+def export_package(
+    pipe: VideoPipeline,
+    out: str | Path,
+    targets: tuple[str, ...] = ("executorch",),
+    quantize: str = "none",
+    check: bool = False,
+    make_zip: bool = False,
+    preset: str | None = None,
+    latency_table: dict | None = None,
+    calibration_prompts: int = 8,
+    log: Callable[[str], None] = print,
+) -> dict:
+    """Lower `pipe` and write the package; returns the manifest. Raises ParityError if --check fails."""
+    out = Path(out)
+    unknown = set(targets) - {"executorch", "coreml"}
+    if unknown:
+        raise SDKError(f"unknown target(s) {sorted(unknown)}; choose executorch and/or coreml")
+    if "coreml" in targets:
+        raise SDKError("the coreml target is not available yet (see the Core ML lowering issue)")
+    cfg = pipe.config
+    pipe.scheduler.set_timesteps(cfg.scheduler.num_inference_steps)
+    views, step_methods, plans = _unet_views(pipe)
+    names = method_names(len(views))
+    examples = _example_inputs(pipe)
+
+    calibration: dict[str, list] = {}
+    if quantize == "int8":
+        prompts = default_prompts(calibration_prompts)
+        log(f"capturing int8 calibration inputs from {len(prompts)} pipeline runs ({len(step_methods)} steps each)")
+        calibration = capture_calibration(pipe, step_methods, prompts)
+
+    # text encoder stays fp32 under int8: it is <1 % of the compute and prompt embeddings are sensitive.
+    component_quant = {"text_encoder": "none", "unet": quantize, "vae_decoder": quantize}
+    program_specs = {
+        "text_encoder": {"forward": MethodSpec(pipe.text_encoder, examples["text_encoder"], *IO_NAMES["text_encoder"])},
+        "unet": {n: MethodSpec(v, examples["unet"], *IO_NAMES["unet"], calibration.get(f"unet/{n}", []))
+                 for n, v in zip(names, views)},
+        "vae_decoder": {"forward": MethodSpec(pipe.vae_decoder, examples["vae_decoder"], *IO_NAMES["vae_decoder"],
+                                              calibration.get("vae_decoder", []))},
+    }
+
+    with atomic_dir(out) as tmp:
+        components = {}
+        for comp, methods in program_specs.items():
+            log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
+            lowered = lower_program(methods, component_quant[comp], log=log)
+            rel = component_path("executorch", comp)
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_bytes(lowered.data)
+            components[comp] = {"file": rel, "bytes": len(lowered.data), "methods": lowered.methods,
+                                "delegation": lowered.delegation, "quantization": component_quant[comp]}
+            log(f"  wrote {rel} ({len(lowered.data) / 1e6:.2f} MB)")
+
+        (tmp / TOKENIZER).write_text(json.dumps(pipe.tokenizer.to_dict(), indent=2) + "\n")
+        test_vectors = _write_test_vectors(tmp, pipe, examples, names, views, step_methods, quantize)
+        manifest = _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if check:
+            manifest["targets"]["executorch"]["parity"] = run_parity(tmp, pipe, quantize, log)
+        manifest["files"] = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
+                             for rel in list_files(tmp)}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"package written to {out}")
+    if make_zip:
+        zip_path = out.with_name(out.name + ".zip")
+        with atomic_file(zip_path) as ztmp:
+            with zipfile.ZipFile(ztmp, "w", zipfile.ZIP_DEFLATED) as zf:
+                for p in sorted(out.rglob("*")):
+                    if p.is_file():
+                        zf.write(p, (Path(out.name) / p.relative_to(out)).as_posix())
+        log(f"zip written to {zip_path}")
+    return manifest
+
+
+def _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table) -> dict:
+    cfg = pipe.config
+    f = cfg.vae.downsample_factor
+    sched = pipe.scheduler
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "sdk_version": __version__,
+        "tools": tool_versions(),
+        "model": {"name": cfg.name, "preset": preset, "description": cfg.description, "trained": pipe.trained,
+                  "config": dataclasses.asdict(cfg)},
+        "video": {"height": cfg.height, "width": cfg.width, "num_frames": cfg.num_frames, "fps": cfg.fps},
+        "latent": {"channels": cfg.vae.latent_channels, "height": cfg.height // f, "width": cfg.width // f,
+                   "layout": "[batch, channels, frames, height, width]", "noise": "standard normal"},
+        "tokenizer": {"file": TOKENIZER, **pipe.tokenizer.to_dict()},
+        "scheduler": {**sched.to_dict(), "update": "latents = latents + dt * velocity",
+                      "guidance_scale": cfg.guidance_scale,
+                      "guidance": "velocity = v_uncond + scale * (v_cond - v_uncond), uncond = the empty prompt"
+                      if cfg.guidance_scale != 1.0 else "none"},
+        "steps": [{"index": i, "timestep": t, "dt": d, "unet_method": step_methods[i]}
+                  for i, (t, d) in enumerate(zip(sched.timesteps, sched.step_sizes))],
+        "temporal_plans": {n: p for n, p in zip(names, plans)},
+        "decoder": {"output": "rgb in [0, 1], [frames, 3, height, width]; multiply by 255 and round",
+                    "frames_per_call": 1},
+        "quantization": {"executorch": {c: v["quantization"] for c, v in components.items()},
+                         "method": "PT2E static int8 (XNNPACK quantizer, per-channel weights), calibrated on "
+                                   "inputs captured from pipeline runs" if quantize == "int8" else "none"},
+        "latency_table": latency_table,
+        "targets": {"executorch": {"runtime": "ExecuTorch", "delegate": "XNNPACK", "components": components}},
+        "test_vectors": test_vectors,
+        "files": {},
+    }
+
+
+@torch.no_grad()
+def _write_test_vectors(root, pipe, examples, names, views, step_methods, quantize) -> dict:
+    """Small recorded inputs and eager outputs that the apps' own tests replay (min PSNR given)."""
+    component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else 20.0
+    vectors = {}
+    ids = examples["text_encoder"][0]
+    hidden, pooled = pipe.text_encoder(ids)
+    vectors["text_encoder"] = {"component": "text_encoder", "method": "forward", "prompt": TEST_PROMPT,
+                               "inputs": {"input_ids": _write_tensor(root, "text_encoder.input_ids", ids)},
+                               "outputs": {"last_hidden_state": _write_tensor(root, "text_encoder.last_hidden_state", hidden),
+                                           "pooled": _write_tensor(root, "text_encoder.pooled", pooled)},
+                               "min_psnr_db": FP32_COMPONENT_MIN_DB}
+    sample, t, _ = examples["unet"]
+    for name, view in zip(names, views):
+        v = view(sample, t, hidden)
+        vectors[f"unet.{name}"] = {"component": "unet", "method": name,
+                                   "inputs": {"sample": _write_tensor(root, f"unet.{name}.sample", sample),
+                                              "timestep": _write_tensor(root, f"unet.{name}.timestep", t),
+                                              "encoder_hidden_states": _write_tensor(root, f"unet.{name}.hidden", hidden)},
+                                   "outputs": {"velocity": _write_tensor(root, f"unet.{name}.velocity", v)},
+                                   "min_psnr_db": component_db}
+    (z,) = examples["vae_decoder"]
+    vectors["vae_decoder"] = {"component": "vae_decoder", "method": "forward",
+                              "inputs": {"latents": _write_tensor(root, "vae_decoder.latents", z)},
+                              "outputs": {"rgb": _write_tensor(root, "vae_decoder.rgb", pipe.vae_decoder(z))},
+                              "min_psnr_db": component_db}
+    cfg = pipe.config
+    f = cfg.vae.downsample_factor
+    noise = torch.randn(1, cfg.vae.latent_channels, cfg.num_frames, cfg.height // f, cfg.width // f,
+                        generator=torch.Generator().manual_seed(7))
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(TEST_PROMPT, latents=noise.clone())
+    e2e = {"component": "pipeline", "prompt": TEST_PROMPT,
+           "inputs": {"initial_latents": _write_tensor(root, "pipeline.initial_latents", noise)},
+           "outputs": {"final_latents": _write_tensor(root, "pipeline.final_latents", out.latents)},
+           "min_psnr_db": 40.0 if quantize == "none" else INT8_FRAMES_MIN_DB}
+    if out.frames[0].nbytes <= 1 << 20:
+        e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", out.frames[0])
+    vectors["pipeline"] = e2e
+    return vectors
+
+
+def run_parity(root: Path, pipe: VideoPipeline, quantize: str, log: Callable[[str], None]) -> dict:
+    """PSNR of each program against eager on fresh random inputs, then of the whole 4-step pipeline."""
+    from mobile_sdk.package import open_package
+    from mobile_sdk.runtime import pipeline_from_package
+
+    pkg = open_package(root, verify=False)
+    pte = pipeline_from_package(pkg)
+    vocab = pipe.config.text_encoder.vocab_size
+    results: dict = {"components": {}, "thresholds_db": {}}
+    eager_unet_views = _unet_views(pipe)[0]
+    with torch.no_grad():
+        te_spec = pkg.component("executorch", "text_encoder")["methods"]["forward"]
+        (ids,) = component_inputs("text_encoder", te_spec["inputs"], vocab, seed=11)
+        ref = pipe.text_encoder(ids)[0]
+        results["components"]["text_encoder"] = psnr(ref, pte.text_encoder(ids)[0])
+        unet_methods = pkg.component("executorch", "unet")["methods"]
+        for (name, spec), view in zip(unet_methods.items(), eager_unet_views):
+            args = component_inputs("unet", spec["inputs"], vocab, seed=12)
+            results["components"][f"unet.{name}"] = psnr(view(*args), pte.unet.views[name](*args))
+        dec_spec = pkg.component("executorch", "vae_decoder")["methods"]["forward"]
+        (z,) = component_inputs("vae_decoder", dec_spec["inputs"], vocab, seed=13)
+        results["components"]["vae_decoder"] = psnr(pipe.vae_decoder(z), pte.vae_decoder(z))
+
+        cfg = pipe.config
+        f = cfg.vae.downsample_factor
+        noise = torch.randn(1, cfg.vae.latent_channels, cfg.num_frames, cfg.height // f, cfg.width // f,
+                            generator=torch.Generator().manual_seed(14))
+        pipe.set_progress_bar_config(disable=True)
+        pte.set_progress_bar_config(disable=True)
+        eager_out = pipe(TEST_PROMPT, latents=noise.clone())
+        pte_out = pte(TEST_PROMPT, latents=noise.clone())
+    results["pipeline_frames_db"] = psnr(eager_out.frames, pte_out.frames, peak=255.0)
+    results["pipeline_latents_db"] = psnr(eager_out.latents, pte_out.latents)
+    for k, v in results["components"].items():
+        log(f"  parity {k}: {v:.1f} dB")
+    log(f"  parity 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB, latents {results['pipeline_latents_db']:.1f} dB")
+    if quantize == "none":
+        results["thresholds_db"] = {"component_min": FP32_COMPONENT_MIN_DB}
+        bad = {k: v for k, v in results["components"].items() if v < FP32_COMPONENT_MIN_DB}
+        if bad:
+            raise ParityError(f"parity gate failed: {', '.join(f'{k} {v:.1f} dB' for k, v in bad.items())} "
+                              f"(fp32 needs >= {FP32_COMPONENT_MIN_DB} dB per component); no package was written")
+    else:
+        results["thresholds_db"] = {"pipeline_frames_min": INT8_FRAMES_MIN_DB}
+        if results["pipeline_frames_db"] < INT8_FRAMES_MIN_DB:
+            raise ParityError(f"parity gate failed: int8 frames {results['pipeline_frames_db']:.1f} dB "
+                              f"(needs >= {INT8_FRAMES_MIN_DB} dB); no package was written")
+    results["passed"] = True
+    pkg.close()
+    return results
+

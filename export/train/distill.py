@@ -1,0 +1,165 @@
+"""Stage 3: adversarial distillation to 4 fixed steps, in the SnapGen-V manner.
+
+Generator: the teacher's UNet, fine-tuned at the 4 timesteps it will run at, without guidance.
+Regression term (keeps it stable): match the teacher's classifier-free-guided velocity at the same
+noisy input. Adversarial term (hinge): a discriminator made of the frozen teacher UNet's encoder with
+small trainable spatio-temporal heads after each down block (frames into batch -> 2-D ResBlock ->
+space into batch -> temporal self-attention), each conditioned on the pooled text embedding by a
+projection. Real and generated clean latents are re-noised to the same random level before judging.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from mobile_sdk.config import SchedulerConfig
+from mobile_sdk.models import VideoUNet
+from mobile_sdk.models.layers import ResBlock
+from mobile_sdk.models.temporal import TemporalAttention
+from mobile_sdk.pipeline import VideoPipeline
+from mobile_sdk.scheduler import RectifiedFlowScheduler
+
+from .common import EMA, Checkpointer, Timer, lr_at, save_loss_curve
+from .teacher import latent_pool
+
+STUDENT_TIMESTEPS = (1.0, 0.75, 0.5, 0.25)
+
+
+@dataclass
+class DistillConfig:
+    steps: int = 1200
+    batch_size: int = 8
+    lr_generator: float = 2e-5
+    lr_discriminator: float = 1e-4
+    adv_weight: float = 0.1
+    guidance_scale: float = 3.0
+    max_disc_noise: float = 0.7
+    ema_decay: float = 0.995
+    pool_clips: int = 1024
+    seed: int = 0
+    checkpoint_every: int = 200
+
+
+class DiscriminatorHead(nn.Module):
+    def __init__(self, ch: int, text_dim: int, groups: int, head_dim: int, max_frames: int):
+        super().__init__()
+        self.res = ResBlock(ch, ch, groups)
+        self.temporal = TemporalAttention(ch, head_dim, max_frames, joint=False)
+        self.logit = nn.Conv2d(ch, 1, 1)
+        self.text_proj = nn.Linear(text_dim, ch)
+
+    def forward(self, feature: torch.Tensor, num_frames: int, pooled: torch.Tensor) -> torch.Tensor:
+        h = self.temporal(self.res(feature), num_frames)
+        n, c, hh, ww = h.shape
+        per_clip = h.reshape(n // num_frames, num_frames, c, hh * ww)
+        projection = (per_clip * self.text_proj(pooled)[:, None, :, None]).sum(dim=2) / math.sqrt(c)
+        logits = self.logit(h).reshape(n // num_frames, num_frames, hh * ww) + projection
+        return logits.flatten(1).mean(dim=1)  # one score per clip
+
+
+class Discriminator(nn.Module):
+    """Trainable heads over a frozen UNet encoder (the backbone is not a registered submodule)."""
+
+    def __init__(self, backbone: VideoUNet, text_dim: int):
+        super().__init__()
+        cfg = backbone.config
+        self.heads = nn.ModuleList(
+            DiscriminatorHead(ch, text_dim, cfg.norm_groups, cfg.head_dim, cfg.max_frames) for ch in cfg.block_channels
+        )
+        self._backbone = [backbone.eval().requires_grad_(False)]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, hidden: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        features = self._backbone[0].encoder_features(x, t, hidden)
+        return sum(head(f, x.shape[2], pooled) for head, f in zip(self.heads, features)) / len(self.heads)
+
+
+def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillConfig, progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teacher = VideoPipeline.from_pretrained(teacher_dir)
+    model_cfg = teacher.config
+    text_encoder = teacher.text_encoder.requires_grad_(False)
+    vae = teacher.vae_decoder.vae.requires_grad_(False)
+    teacher_unet = teacher.unet.requires_grad_(False)
+    torch.manual_seed(cfg.seed)
+    student = copy.deepcopy(teacher_unet).requires_grad_(True).train()
+    disc = Discriminator(teacher_unet, model_cfg.text_encoder.hidden_size)
+    ema = EMA(student, cfg.ema_decay)
+    opt_g = torch.optim.AdamW(student.parameters(), lr=cfg.lr_generator, weight_decay=0.0, betas=(0.0, 0.99))
+    opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr_discriminator, weight_decay=0.0, betas=(0.0, 0.99))
+    ckpt = Checkpointer(out_dir)
+    state = ckpt.load({"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d}) or {
+        "step": 0, "seconds": 0.0, "history": {"regression": [], "d_loss": [], "g_adv": []}}
+    pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 3, out_dir / "latent_pool.safetensors", progress)
+    tokenizer = teacher.tokenizer
+    timesteps = torch.tensor(STUDENT_TIMESTEPS)
+    timer = Timer(state["seconds"])
+    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="distill", disable=not progress)
+    for step in bar:
+        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+        for group in opt_g.param_groups:
+            group["lr"] = lr_at(step, cfg.lr_generator, 50, cfg.steps)
+        idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
+        x0, prompts = pool[idx], [pool_prompts[i] for i in idx.tolist()]
+        b = len(prompts)
+        noise = torch.randn(x0.shape, generator=g)
+        t = timesteps[torch.randint(len(timesteps), (b,), generator=g)]
+        xt = RectifiedFlowScheduler.add_noise(x0, noise, t)
+        with torch.no_grad():
+            hidden, pooled = text_encoder(tokenizer(prompts))
+            uncond, _ = text_encoder(tokenizer([""] * b))
+            v_c, v_u = teacher_unet(xt, t, hidden), teacher_unet(xt, t, uncond)
+            v_target = v_u + cfg.guidance_scale * (v_c - v_u)
+
+        v = student(xt, t, hidden)
+        x0_pred = xt - t.reshape(-1, 1, 1, 1, 1) * v
+        t_d = torch.rand(b, generator=g) * cfg.max_disc_noise
+        n_d = torch.randn(x0.shape, generator=g)
+
+        d_real = disc(RectifiedFlowScheduler.add_noise(x0, n_d, t_d), t_d, hidden, pooled)
+        d_fake = disc(RectifiedFlowScheduler.add_noise(x0_pred.detach(), n_d, t_d), t_d, hidden, pooled)
+        d_loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        opt_d.step()
+
+        regression = torch.mean((v - v_target) ** 2)
+        g_adv = -disc(RectifiedFlowScheduler.add_noise(x0_pred, n_d, t_d), t_d, hidden, pooled).mean()
+        loss = regression + cfg.adv_weight * g_adv
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
+        opt_g.step()
+        ema.update(student, step)
+
+        h = state["history"]
+        h["regression"].append(regression.item())
+        h["d_loss"].append(d_loss.item())
+        h["g_adv"].append(abs(g_adv.item()))
+        bar.set_postfix(reg=f"{regression.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
+        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
+            state.update(step=step + 1, seconds=timer.seconds)
+            ckpt.save({"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d}, state)
+
+    distilled_cfg = dataclasses.replace(
+        model_cfg,
+        scheduler=SchedulerConfig(num_inference_steps=len(STUDENT_TIMESTEPS), timesteps=STUDENT_TIMESTEPS),
+        guidance_scale=1.0,
+        description=f"{model_cfg.name} distilled to {len(STUDENT_TIMESTEPS)} steps (adversarial, no guidance)",
+    )
+    pipe = VideoPipeline(distilled_cfg, text_encoder, ema.model, teacher.vae_decoder, tokenizer)
+    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(timer.seconds, 1),
+              "config": dataclasses.asdict(cfg)}
+    pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "distilled", **report}})
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    save_loss_curve(state["history"], out_dir / "loss.png", "4-step adversarial distillation")
+    return report

@@ -1,0 +1,1 @@
+"""Procedural training/validation data (no downloads) and the automatic prompt-adherence check."""

@@ -1,0 +1,73 @@
+"""What a package holds: components per target, sizes, plans per step, parity and delegation."""
+from __future__ import annotations
+
+from .package import Package
+
+
+def package_summary(pkg: Package) -> dict:
+    m = pkg.manifest
+    targets = {}
+    for target, t in m["targets"].items():
+        comps = {}
+        for name, c in t["components"].items():
+            comps[name] = {
+                "file": c["file"],
+                "bytes": sum(f["bytes"] for rel, f in m["files"].items() if rel == c["file"] or rel.startswith(c["file"] + "/")),
+                "methods": list(c["methods"]),
+                "quantization": c.get("quantization"),
+                "delegation": {k: {"op_fraction_delegated": d["op_fraction_delegated"],
+                                   "flop_fraction_delegated": d["flop_fraction_delegated"]}
+                               for k, d in c.get("delegation", {}).items()},
+            }
+        targets[target] = {"components": comps, "parity": t.get("parity")}
+    return {
+        "path": str(pkg.root),
+        "schema_version": m["schema_version"],
+        "sdk_version": m["sdk_version"],
+        "tools": m["tools"],
+        "model": {k: m["model"][k] for k in ("name", "preset", "description", "trained")},
+        "video": m["video"],
+        "steps": m["steps"],
+        "temporal_plans": {k: _counts(v) for k, v in m["temporal_plans"].items()},
+        "targets": targets,
+        "latency_table": m.get("latency_table"),
+        "test_vectors": sorted(m["test_vectors"]),
+    }
+
+
+def _counts(plan: dict) -> dict:
+    out: dict[str, int] = {}
+    for op in plan.values():
+        out[op] = out.get(op, 0) + 1
+    return out
+
+
+def format_package_summary(s: dict) -> str:
+    v = s["video"]
+    lines = [
+        f"package {s['path']} (schema {s['schema_version']}, SDK {s['sdk_version']}, "
+        + ", ".join(f"{k} {val}" for k, val in s["tools"].items()) + ")",
+        f"model {s['model']['name']} (preset {s['model']['preset']}, {'trained' if s['model']['trained'] else 'random weights'}): "
+        f"{s['model']['description']}",
+        f"video {v['width']}x{v['height']}, {v['num_frames']} frames at {v['fps']} fps",
+        "steps: " + ", ".join(f"t={st['timestep']:.3g} dt={st['dt']:.3g} -> {st['unet_method']}" for st in s["steps"]),
+    ]
+    for name, counts in s["temporal_plans"].items():
+        lines.append(f"plan {name}: " + ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())))
+    for target, t in s["targets"].items():
+        lines.append(f"target {target}:")
+        for name, c in t["components"].items():
+            deleg = "; ".join(f"{m}: {d['op_fraction_delegated']:.1%} ops / {d['flop_fraction_delegated']:.2%} FLOPs delegated"
+                              for m, d in c["delegation"].items())
+            lines.append(f"  {name:<13} {c['bytes'] / 1e6:8.2f} MB  quant {c['quantization']}  methods {', '.join(c['methods'])}"
+                         + (f"  [{deleg}]" if deleg else ""))
+        parity = t.get("parity")
+        if parity:
+            comps = ", ".join(f"{k} {val:.1f} dB" for k, val in parity["components"].items())
+            lines.append(f"  parity: {comps}; 4-step frames {parity['pipeline_frames_db']:.1f} dB")
+        else:
+            lines.append("  parity: not checked (export with --check)")
+    table = s.get("latency_table")
+    lines.append(f"latency table: {table['provenance'] if table else 'none'}")
+    lines.append(f"test vectors: {', '.join(s['test_vectors'])}")
+    return "\n".join(lines)

@@ -1,0 +1,119 @@
+"""Host runtimes for packages: the package's ExecuTorch programs behind the same call signatures as
+the eager modules, so VideoPipeline runs them with the same loop (one loop, two backends).
+
+Programs are exported for batch 1; batched calls are split and re-joined here.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .config import SchedulerConfig, model_config_from_dict
+from .errors import SDKError
+from .models import ByteTokenizer
+from .package import MANIFEST, Package, PackageError, open_package
+from .pipeline import VideoPipeline
+
+
+class ExecuTorchProgram:
+    """One .pte file, its methods loaded on first use."""
+
+    def __init__(self, path: Path):
+        try:
+            from executorch.runtime import Runtime
+        except ImportError as e:  # pragma: no cover - executorch is a dependency
+            raise SDKError(f"the ExecuTorch runtime is not installed ({e})") from None
+        self.path = path
+        try:
+            self.program = Runtime.get().load_program(str(path))
+        except Exception as e:  # noqa: BLE001 - the runtime raises bare RuntimeErrors
+            raise PackageError(f"{path}: ExecuTorch cannot load this program ({e})") from None
+        self._methods: dict[str, object] = {}
+
+    def method(self, name: str):
+        if name not in self._methods:
+            try:
+                self._methods[name] = self.program.load_method(name)
+            except Exception as e:  # noqa: BLE001
+                raise PackageError(f"{self.path}: cannot load method {name!r} ({e})") from None
+        return self._methods[name]
+
+    def run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
+        return list(self.method(name).execute([x.contiguous() for x in inputs]))
+
+
+def _per_item(fn, *batched: torch.Tensor) -> list[torch.Tensor]:
+    """Run a batch-1 program over each batch item and concatenate each output."""
+    results = [fn(*(x[i : i + 1] for x in batched)) for i in range(batched[0].shape[0])]
+    return [torch.cat(parts) for parts in zip(*results)]
+
+
+class ETTextEncoder:
+    def __init__(self, program: ExecuTorchProgram):
+        self.program = program
+
+    def __call__(self, input_ids: torch.Tensor):
+        hidden, pooled = _per_item(lambda ids: self.program.run("forward", ids), input_ids)
+        return hidden, pooled
+
+
+class ETUNetMethod:
+    def __init__(self, program: ExecuTorchProgram, method: str):
+        self.program, self.method = program, method
+
+    def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        (velocity,) = _per_item(lambda *x: self.program.run(self.method, *x), sample, timestep, hidden)
+        return velocity
+
+
+class ETUNet:
+    """Picks the method of each step from the manifest's step table."""
+
+    def __init__(self, program: ExecuTorchProgram, step_methods: list[str]):
+        self.step_methods = step_methods
+        self.views = {m: ETUNetMethod(program, m) for m in dict.fromkeys(step_methods)}
+
+    def for_step(self, step: int) -> ETUNetMethod:
+        return self.views[self.step_methods[step]]
+
+
+class ETDecoder:
+    def __init__(self, program: ExecuTorchProgram, frames_per_call: int):
+        self.program, self.frames_per_call = program, frames_per_call
+
+    def __call__(self, latents: torch.Tensor) -> torch.Tensor:
+        n = latents.shape[0]
+        if n < self.frames_per_call:  # pad the last chunk to the exported shape
+            pad = latents[-1:].expand(self.frames_per_call - n, *latents.shape[1:])
+            latents = torch.cat([latents, pad])
+        (rgb,) = self.program.run("forward", latents)
+        return rgb[:n]
+
+
+def pipeline_from_package(package: Package | str | Path, target: str = "executorch") -> VideoPipeline:
+    """A VideoPipeline whose components are the package's programs for `target`."""
+    pkg = package if isinstance(package, Package) else open_package(package)
+    if target != "executorch":
+        raise SDKError(f"target {target!r} cannot run on this host; the host runtime runs 'executorch' packages")
+    if target not in pkg.manifest["targets"]:
+        raise PackageError(f"{pkg.root / MANIFEST}: the package has no {target!r} target (it has: {', '.join(pkg.targets)})")
+    m = pkg.manifest
+    config = model_config_from_dict(m["model"]["config"], f"{pkg.root / MANIFEST}: model.config")
+    steps = m["steps"]
+    config.scheduler = SchedulerConfig(num_inference_steps=len(steps), timesteps=tuple(s["timestep"] for s in steps))
+    config.guidance_scale = m["scheduler"].get("guidance_scale", 1.0)
+    programs = {c: ExecuTorchProgram(pkg.path(pkg.component(target, c)["file"])) for c in ("text_encoder", "unet", "vae_decoder")}
+    decoder_spec = pkg.component(target, "vae_decoder")["methods"]["forward"]["inputs"][0]
+    tok = m["tokenizer"]
+    pipe = VideoPipeline(
+        config,
+        ETTextEncoder(programs["text_encoder"]),
+        ETUNet(programs["unet"], [s["unet_method"] for s in steps]),
+        ETDecoder(programs["vae_decoder"], decoder_spec["shape"][0]),
+        ByteTokenizer(tok["max_length"]),
+        trained=m["model"].get("trained", True),
+    )
+    pipe.fixed_size = (m["video"]["num_frames"], m["video"]["height"], m["video"]["width"])
+    pipe.package = pkg  # keep the (possibly extracted) package alive as long as the pipeline
+    return pipe
