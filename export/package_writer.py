@@ -83,6 +83,24 @@ def _write_tensor(root: Path, name: str, t) -> dict:
     return {"file": rel, "shape": list(arr.shape), "dtype": str(arr.dtype)}
 
 
+def parse_quantize(spec: str) -> tuple[str, str]:
+    """'int8', 'palettize6', 'int8,palettize4', 'none' -> (ExecuTorch mode, Core ML compression)."""
+    from .coreml_lowering import COMPRESSION_MODES
+
+    et, coreml = "none", "none"
+    for mode in filter(None, (m.strip() for m in spec.split(","))):
+        if mode == "none":
+            continue
+        if mode == "int8":
+            et = mode
+        elif mode in COMPRESSION_MODES:
+            coreml = mode
+        else:
+            raise SDKError(f"unknown quantization {mode!r}: ExecuTorch takes int8, Core ML takes "
+                           f"{', '.join(COMPRESSION_MODES[1:])}; combine them with a comma")
+    return et, coreml
+
+
 def export_package(
     pipe: VideoPipeline,
     out: str | Path,
@@ -93,15 +111,23 @@ def export_package(
     preset: str | None = None,
     latency_table: dict | None = None,
     calibration_prompts: int = 8,
+    coreml_options=None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Lower `pipe` and write the package; returns the manifest. Raises ParityError if --check fails."""
+    """Lower `pipe` and write the package; returns the manifest. Raises ParityError if --check fails.
+
+    `quantize` is 'none', 'int8' (ExecuTorch PT2E), a Core ML weight compression (palettize4/6/8,
+    linear8), or one of each separated by a comma.
+    """
+    from .coreml_lowering import CoreMLOptions, lower_coreml
+
     out = Path(out)
     unknown = set(targets) - {"executorch", "coreml"}
-    if unknown:
+    if unknown or not targets:
         raise SDKError(f"unknown target(s) {sorted(unknown)}; choose executorch and/or coreml")
-    if "coreml" in targets:
-        raise SDKError("the coreml target is not available yet (see the Core ML lowering issue)")
+    quantize, coreml_compression = parse_quantize(quantize)
+    coreml_options = coreml_options or CoreMLOptions()
+    coreml_options.compression = coreml_compression
     cfg = pipe.config
     pipe.scheduler.set_timesteps(cfg.scheduler.num_inference_steps)
     views, step_methods, plans = _unet_views(pipe)
@@ -126,7 +152,7 @@ def export_package(
 
     with atomic_dir(out) as tmp:
         components = {}
-        for comp, methods in program_specs.items():
+        for comp, methods in (program_specs.items() if "executorch" in targets else ()):
             log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
             lowered = lower_program(methods, component_quant[comp], log=log)
             rel = component_path("executorch", comp)
@@ -136,11 +162,24 @@ def export_package(
                                 "delegation": lowered.delegation, "quantization": component_quant[comp]}
             log(f"  wrote {rel} ({len(lowered.data) / 1e6:.2f} MB)")
 
+        coreml = None
+        if "coreml" in targets:
+            meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
+                    "temporal_plans": {n: p for n, p in zip(names, plans)}, "sdk_version": __version__}
+            coreml = lower_coreml(pipe, tmp, examples, IO_NAMES, views, names, coreml_options, meta, log)
+
         (tmp / TOKENIZER).write_text(json.dumps(pipe.tokenizer.to_dict(), indent=2) + "\n")
         test_vectors = _write_test_vectors(tmp, pipe, examples, names, views, step_methods, quantize)
         manifest = _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table)
+        if "executorch" not in targets:
+            del manifest["targets"]["executorch"]
+        if coreml is not None:
+            manifest["targets"]["coreml"] = coreml
+            manifest["quantization"]["coreml"] = coreml_compression
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        if check:
+        if check and "executorch" not in targets:
+            log("  --check: Core ML cannot run on this host; parity of the coreml target is a macOS test")
+        elif check:
             manifest["targets"]["executorch"]["parity"] = run_parity(tmp, pipe, quantize, log)
         manifest["files"] = {rel: {"sha256": sha256_file(tmp / rel), "bytes": (tmp / rel).stat().st_size}
                              for rel in list_files(tmp)}

@@ -13,8 +13,8 @@ INT8_FRAMES_MIN_DB = 25.0
 
 def psnr(reference, test, peak: float | None = None) -> float:
     """10 log10(peak^2 / MSE); peak defaults to the reference's largest magnitude."""
-    ref = np.asarray(reference, dtype=np.float64)
-    out = np.asarray(test, dtype=np.float64)
+    ref, out = (np.asarray(x.detach().cpu().numpy() if torch.is_tensor(x) else x, dtype=np.float64)
+                for x in (reference, test))
     if ref.shape != out.shape:
         raise ValueError(f"shapes differ: {ref.shape} vs {out.shape}")
     mse = float(np.mean((ref - out) ** 2))

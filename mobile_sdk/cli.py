@@ -83,8 +83,18 @@ def cmd_export(args) -> int:
     out = Path(args.out)
     if out.suffix != ".mobilepkg":
         raise SDKError(f"{out}: a package path must end in .mobilepkg")
-    export_package(pipe, out, targets=tuple(args.target or ["executorch"]), quantize=args.quantize, check=args.check,
-                   make_zip=args.zip, preset=args.preset)
+    from export.coreml_lowering import CoreMLOptions
+
+    sizes = []
+    for text in args.coreml_size or []:
+        try:
+            f, h, w = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SDKError(f"--coreml-size {text!r}: expected FRAMESxHEIGHTxWIDTH, e.g. 8x64x64") from None
+        sizes.append((f, h, w))
+    options = CoreMLOptions(deployment_target=args.coreml_target, extra_sizes=sizes)
+    export_package(pipe, out, targets=tuple(dict.fromkeys(args.target or ["executorch"])), quantize=args.quantize,
+                   check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options)
     return 0
 
 
@@ -160,7 +170,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(e)
     e.add_argument("--target", action="append", choices=["executorch", "coreml"], default=None,
                    help="repeat for several targets (default: executorch)")
-    e.add_argument("--quantize", choices=["none", "int8"], default="none")
+    e.add_argument("--quantize", default="none",
+                   help="none | int8 (ExecuTorch) | palettize4|palettize6|palettize8|linear8 (Core ML); "
+                        "one of each with a comma, e.g. int8,palettize6")
+    e.add_argument("--coreml-target", choices=["iOS17", "iOS18"],
+                   help="minimum deployment target (default: iOS17, or iOS18 when multifunction models are needed)")
+    e.add_argument("--coreml-size", action="append", metavar="FxHxW",
+                   help="extra frames x height x width the Core ML models accept (enumerated shapes); repeatable")
     e.add_argument("--check", action="store_true", help="parity gate: PSNR of every component and the 4-step pipeline")
     e.add_argument("--zip", action="store_true", help="also write PKG.zip")
     e.add_argument("--out", required=True, help="NAME.mobilepkg")

@@ -3,6 +3,11 @@
 XNNPACK has no GroupNorm, LayerNorm or SiLU kernels and its mean only reduces the two inner dims of a
 4-D tensor, and 4-D matmuls lower to non-delegated expand_copy. So norms are mean/var over 4-D views,
 SiLU is x * sigmoid(x), and attention uses 3-D bmm. State-dict names match torch.nn's modules.
+
+Token modules also have a Neural-Engine layout (`*_bc1s` methods, as in apple/ml-stable-diffusion):
+tensors are channels-first [B, C, 1, S], linears are 1x1 convolutions over the same weights, and
+attention is split per head with einsums. `set_attention_implementation(model, "ane")` switches the
+callers to it; both layouts compute the same function.
 """
 from __future__ import annotations
 
@@ -40,6 +45,35 @@ class GroupNorm(nn.Module):
         return y.reshape(n, c, h, w) * self.weight.reshape(1, c, 1, 1) + self.bias.reshape(1, c, 1, 1)
 
 
+ATTENTION_IMPLEMENTATIONS = ("default", "ane")
+
+
+def set_attention_implementation(model: nn.Module, impl: str) -> nn.Module:
+    """Switch every module with an `impl` attribute between the default and the ANE layout (in place)."""
+    if impl not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"unknown attention implementation {impl!r}; choose from {ATTENTION_IMPLEMENTATIONS}")
+    for m in model.modules():
+        if hasattr(m, "impl"):
+            m.impl = impl
+    return model
+
+
+def linear_bc1s(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """nn.Linear applied to channels-first [B, C, 1, S] as a 1x1 convolution over the same weights."""
+    w = layer.weight
+    return F.conv2d(x, w.reshape(w.shape[0], w.shape[1], 1, 1), layer.bias)
+
+
+def tokens_to_bc1s(x: torch.Tensor) -> torch.Tensor:
+    """[N, L, D] -> [N, D, 1, L]."""
+    return x.permute(0, 2, 1).unsqueeze(2)
+
+
+def bc1s_to_tokens(x: torch.Tensor) -> torch.Tensor:
+    """[N, D, 1, L] -> [N, L, D]."""
+    return x.squeeze(2).permute(0, 2, 1)
+
+
 class LayerNorm(nn.Module):
     """nn.LayerNorm over the last dim of [N, L, D] tokens, as mean/var."""
 
@@ -53,6 +87,14 @@ class LayerNorm(nn.Module):
         n, length, d = x.shape
         y = _normalize_inner(x.reshape(n, length, d, 1), self.eps).reshape(n, length, d)
         return y * self.weight + self.bias
+
+    def forward_bc1s(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise over channels of [B, C, 1, S]."""
+        mean = x.mean(dim=1, keepdim=True)
+        centred = x - mean
+        var = (centred * centred).mean(dim=1, keepdim=True)
+        y = centred * torch.rsqrt(var + self.eps)
+        return y * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
 
 
 class Attention(nn.Module):
@@ -87,6 +129,25 @@ class Attention(nn.Module):
         out = out.reshape(n, self.heads, length, self.head_dim).permute(0, 2, 1, 3).reshape(n, length, dim)
         return self.to_out(out)
 
+    def forward_bc1s(
+        self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """x [B, C, 1, S], context [B, Cc, 1, L], mask [1, L, 1, S] (added to the scores): split-einsum attention."""
+        context = x if context is None else context
+        q = linear_bc1s(self.to_q, x) * (self.head_dim**-0.5)
+        k = linear_bc1s(self.to_k, context)
+        v = linear_bc1s(self.to_v, context)
+        d = self.head_dim
+        heads = []
+        k_t = k.transpose(1, 3)  # [B, L, 1, C]: the layout Core ML's einsum lowering maps onto a matmul
+        for h in range(self.heads):
+            qh, kh, vh = q[:, h * d : (h + 1) * d], k_t[..., h * d : (h + 1) * d], v[:, h * d : (h + 1) * d]
+            scores = torch.einsum("bchq,bkhc->bkhq", qh, kh)  # [B, L, 1, S]
+            if mask is not None:
+                scores = scores + mask
+            heads.append(torch.einsum("bkhq,bchk->bchq", torch.softmax(scores, dim=1), vh))
+        return linear_bc1s(self.to_out, torch.cat(heads, dim=1))
+
 
 class FeedForward(nn.Module):
     def __init__(self, dim: int, hidden: int):
@@ -96,6 +157,9 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc2(F.gelu(self.fc1(x)))
+
+    def forward_bc1s(self, x: torch.Tensor) -> torch.Tensor:
+        return linear_bc1s(self.fc2, F.gelu(linear_bc1s(self.fc1, x)))
 
 
 class ResBlock(nn.Module):

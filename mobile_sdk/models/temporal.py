@@ -62,6 +62,8 @@ class TemporalConv(nn.Module):
 class TemporalAttention(nn.Module):
     """Residual temporal self-attention: "attn1d" (each position over frames) or "attn3d" (all jointly)."""
 
+    impl = "default"
+
     def __init__(self, channels: int, head_dim: int, max_frames: int, joint: bool):
         super().__init__()
         self.joint = joint
@@ -75,6 +77,8 @@ class TemporalAttention(nn.Module):
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         n, c, h, w = x.shape
         b, t, hw = n // num_frames, num_frames, h * w
+        if self.impl == "ane":
+            return x + self._forward_bc1s(x, b, t, c, hw).reshape(n, c, h, w)
         tokens = x.reshape(b, t, c, hw).permute(0, 1, 3, 2) + self.frame_pos[:t].reshape(1, t, 1, c)
         if self.joint:
             seq = tokens.reshape(b, t * hw, c)
@@ -83,6 +87,18 @@ class TemporalAttention(nn.Module):
             seq = tokens.permute(0, 2, 1, 3).reshape(b * hw, t, c)
             out = self.attn(self.norm(seq)).reshape(b, hw, t, c).permute(0, 2, 3, 1)
         return x + out.reshape(n, c, h, w)
+
+
+    def _forward_bc1s(self, x: torch.Tensor, b: int, t: int, c: int, hw: int) -> torch.Tensor:
+        """Channels-first sequences [N, C, 1, S]; returns the residual branch as [B, T, C, HW]."""
+        frames = x.reshape(b, t, c, hw) + self.frame_pos[:t].reshape(1, t, c, 1)
+        if self.joint:
+            seq = frames.permute(0, 2, 1, 3).reshape(b, c, 1, t * hw)
+            out = self.attn.forward_bc1s(self.norm.forward_bc1s(seq))
+            return out.reshape(b, c, t, hw).permute(0, 2, 1, 3)
+        seq = frames.permute(0, 3, 2, 1).reshape(b * hw, c, 1, t)
+        out = self.attn.forward_bc1s(self.norm.forward_bc1s(seq))
+        return out.reshape(b, hw, c, t).permute(0, 3, 2, 1)
 
 
 def make_temporal_layer(op: str, channels: int, groups: int, head_dim: int, kernel_t: int, max_frames: int) -> nn.Module | None:

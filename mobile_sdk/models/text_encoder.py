@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..config import TextEncoderConfig
-from .layers import Attention, FeedForward, LayerNorm
+from .layers import Attention, FeedForward, LayerNorm, bc1s_to_tokens, tokens_to_bc1s
 from .pretrained import PretrainedMixin
 
 PAD_ID, BOS_ID, EOS_ID, BYTE_OFFSET = 0, 1, 2, 3
@@ -55,12 +55,17 @@ class EncoderLayer(nn.Module):
         x = x + self.attn(self.norm1(x), mask=mask)
         return x + self.mlp(self.norm2(x))
 
+    def forward_bc1s(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn.forward_bc1s(self.norm1.forward_bc1s(x), mask=mask)
+        return x + self.mlp.forward_bc1s(self.norm2.forward_bc1s(x))
+
 
 class TextEncoder(PretrainedMixin, nn.Module):
     """ids [B, L] -> (last_hidden_state [B, L, D], pooled [B, D] at the EOS token)."""
 
     config_class = TextEncoderConfig
     component = "text_encoder"
+    impl = "default"
 
     def __init__(self, config: TextEncoderConfig):
         super().__init__()
@@ -80,9 +85,16 @@ class TextEncoder(PretrainedMixin, nn.Module):
         length = input_ids.shape[1]
         x = self.token_embedding(input_ids) + self.position_embedding[:length]
         mask = self.causal_mask[:, :length, :length]
-        for layer in self.layers:
-            x = layer(x, mask)
-        x = self.final_norm(x)
+        if self.impl == "ane":
+            y = tokens_to_bc1s(x)
+            mask_kq = mask.transpose(1, 2).unsqueeze(2)  # [1, L_keys, 1, L_queries]
+            for layer in self.layers:
+                y = layer.forward_bc1s(y, mask_kq)
+            x = bc1s_to_tokens(self.final_norm.forward_bc1s(y))
+        else:
+            for layer in self.layers:
+                x = layer(x, mask)
+            x = self.final_norm(x)
         # The tokenizer emits exactly one EOS, so a one-hot bmm picks it (no data-dependent indexing).
         eos = (input_ids == EOS_ID).to(x.dtype)[:, None, :]
         pooled = torch.bmm(eos, x)[:, 0]

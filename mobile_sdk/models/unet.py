@@ -14,7 +14,9 @@ from torch import nn
 
 from ..config import UNetConfig
 from ..plan import TemporalPlan, slot_id, unet_slots
-from .layers import Attention, Downsample, FeedForward, GroupNorm, LayerNorm, ResBlock, Upsample, silu
+from .layers import (
+    Attention, Downsample, FeedForward, GroupNorm, LayerNorm, ResBlock, Upsample, linear_bc1s, silu, tokens_to_bc1s,
+)
 from .pretrained import PretrainedMixin
 from .temporal import make_temporal_layer
 
@@ -28,7 +30,7 @@ class TimestepEmbedding(nn.Module):
         self.fc2 = nn.Linear(dim, dim)
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        args = (t.float() * 1000.0)[:, None] * self.freqs[None, :]
+        args = (t.float() * 1000.0).reshape(-1, 1) * self.freqs.reshape(1, -1)  # reshape: XNNPACK takes no unsqueeze
         return self.fc2(silu(self.fc1(torch.cat([torch.cos(args), torch.sin(args)], dim=-1))))
 
 
@@ -48,9 +50,17 @@ class TransformerBlock(nn.Module):
         x = x + self.attn2(per_clip, context).reshape(n, hw, c)
         return x + self.ff(self.norm3(x))
 
+    def forward_bc1s(self, x: torch.Tensor, context_per_frame: torch.Tensor) -> torch.Tensor:
+        """x: [B*T, C, 1, HW]; context_per_frame: [B*T, D, 1, L]."""
+        x = x + self.attn1.forward_bc1s(self.norm1.forward_bc1s(x))
+        x = x + self.attn2.forward_bc1s(self.norm2.forward_bc1s(x), context_per_frame)
+        return x + self.ff.forward_bc1s(self.norm3.forward_bc1s(x))
+
 
 class SpatialTransformer(nn.Module):
     """Per-frame self-attention, cross-attention to the text and a feed-forward (SD's Transformer2D)."""
+
+    impl = "default"
 
     def __init__(self, ch: int, cfg: UNetConfig):
         super().__init__()
@@ -63,6 +73,14 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
         n, c, h, w = x.shape
+        if self.impl == "ane":  # feature maps are already channels-first: [B*T, C, 1, HW], no transposes
+            y = linear_bc1s(self.proj_in, self.norm(x).reshape(n, c, 1, h * w))
+            ctx = tokens_to_bc1s(context)
+            if num_frames > 1:  # the text is small: repeat it per frame rather than move activations
+                ctx = torch.cat([ctx.unsqueeze(1)] * num_frames, dim=1).flatten(0, 1)
+            for block in self.blocks:
+                y = block.forward_bc1s(y, ctx)
+            return x + linear_bc1s(self.proj_out, y).reshape(n, c, h, w)
         tokens = self.proj_in(self.norm(x).reshape(n, c, h * w).permute(0, 2, 1))
         for block in self.blocks:
             tokens = block(tokens, context, num_frames)

@@ -1,0 +1,118 @@
+"""Core ML target: what Linux can check (spec, ops, IO, dtypes, sizes, metadata); numerics on macOS only."""
+import json
+import platform
+
+import numpy as np
+import pytest
+import torch
+
+from export.coreml_lowering import ane_unsupported_ops, inspect_mlpackage
+from export.package_writer import export_package
+from mobile_sdk.package import open_package
+from mobile_sdk.pipeline import VideoPipeline
+
+STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}] * 2 + [{"down0.*": "conv3d", "up0.*": "conv1d"}] * 2
+
+
+@pytest.fixture(scope="module")
+def coreml_packages(tmp_path_factory):
+    """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size."""
+    root = tmp_path_factory.mktemp("coreml")
+    single = VideoPipeline.from_preset("tiny", seed=0)
+    step_aware = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
+    from export.coreml_lowering import CoreMLOptions
+
+    quiet = dict(log=lambda s: None, preset="tiny", targets=("coreml",))
+    m1 = export_package(single, root / "fp16.mobilepkg", **quiet)
+    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6",
+                        coreml_options=CoreMLOptions(extra_sizes=[(8, 32, 32)]), **quiet)
+    return (single, root / "fp16.mobilepkg", m1), (step_aware, root / "pal6.mobilepkg", m2)
+
+
+def test_components_io_and_dtypes_match_the_manifest(coreml_packages):
+    _, path, manifest = coreml_packages[0]
+    target = manifest["targets"]["coreml"]
+    assert target["deployment_target"] == "iOS17" and target["compute_precision"] == "float16"
+    with open_package(path) as pkg:
+        for comp, io in {"text_encoder": (["input_ids"], ["last_hidden_state", "pooled"]),
+                         "unet": (["sample", "timestep", "encoder_hidden_states"], ["velocity"]),
+                         "vae_decoder": (["latents"], ["rgb"])}.items():
+            entry = pkg.component("coreml", comp)
+            spec = inspect_mlpackage(pkg.path(entry["file"]))
+            assert [i["name"] for i in spec["inputs"]] == io[0]
+            assert [o["name"] for o in spec["outputs"]] == io[1]
+            assert spec["inputs"] == entry["inputs"]
+            expect = "int32" if comp == "text_encoder" else "float16"
+            assert spec["inputs"][0]["dtype"] == expect
+    unet_in = {i["name"]: i["shape"] for i in target["components"]["unet"]["inputs"]}
+    assert unet_in["sample"] == [1, 4, 4, 4, 4]
+
+
+def test_ops_are_listed_and_ane_flags_come_from_the_data_file(coreml_packages):
+    _, _, manifest = coreml_packages[0]
+    comps = manifest["targets"]["coreml"]["components"]
+    unet_ops = comps["unet"]["functions"]["main"]["op_counts"]
+    assert unet_ops.get("conv", 0) > 0 and unet_ops.get("einsum", 0) + unet_ops.get("matmul", 0) > 0
+    te_flags = comps["text_encoder"]["functions"]["main"]["ane_flags"]
+    assert [f["op"] for f in te_flags] == ["gather"]  # the token embedding lookup
+    assert all(e["source"].startswith("https://") for e in ane_unsupported_ops())
+
+
+def test_metadata_is_embedded(coreml_packages):
+    _, path, _ = coreml_packages[0]
+    meta = inspect_mlpackage(path / "coreml/unet.mlpackage")["metadata"]
+    assert meta["mobile_sdk.preset"] == "tiny"
+    assert meta["mobile_sdk.component"] == "unet"
+    assert "down0.res0" in json.loads(meta["mobile_sdk.temporal_plans"])["forward"]
+
+
+def test_step_aware_multifunction_with_extra_size(coreml_packages):
+    _, _, manifest = coreml_packages[1]
+    target = manifest["targets"]["coreml"]
+    assert target["deployment_target"] == "iOS18"  # multifunction models need iOS 18
+    unet = target["components"]["unet"]
+    assert sorted(unet["functions"]) == ["plan_0", "plan_0__8x32x32", "plan_1", "plan_1__8x32x32"]
+    assert unet["functions"]["plan_1__8x32x32"]["size"] == [8, 32, 32]
+    # shared weights are stored once: four functions cost far less than four single models
+    assert unet["bytes"] < 2.5 * unet["single_function_bytes"]
+    assert target["sizes"] == [{"num_frames": 4, "height": 32, "width": 32}, {"num_frames": 8, "height": 32, "width": 32}]
+
+
+def test_palettization_shrinks_the_weights(coreml_packages):
+    _, _, manifest = coreml_packages[1]
+    for comp in ("unet", "vae_decoder"):
+        c = manifest["targets"]["coreml"]["components"][comp]
+        # tiny weights are mostly under the 2048-element threshold; the small preset shows the real ratio
+        assert c["compression"] == "palettize6" and c["bytes"] < c["fp16_bytes"], comp
+    assert manifest["quantization"]["coreml"] == "palettize6"
+
+
+def test_multifunction_needs_ios18(tmp_path):
+    from export.coreml_lowering import CoreMLOptions
+
+    pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
+    with pytest.raises(ValueError, match="need iOS 18"):
+        export_package(pipe, tmp_path / "x.mobilepkg", targets=("coreml",), log=lambda s: None,
+                       coreml_options=CoreMLOptions(deployment_target="iOS17"))
+    assert not (tmp_path / "x.mobilepkg").exists()
+
+
+@pytest.mark.macos
+@pytest.mark.skipif(platform.system() != "Darwin", reason="Core ML runs models only on macOS")
+def test_coreml_matches_pytorch_on_macos(coreml_packages):
+    """PSNR gate: Core ML (fp16, ANE layout) against eager PyTorch on the package's test vectors."""
+    import coremltools as ct
+
+    from export.parity import psnr
+
+    pipe, path, manifest = coreml_packages[0]
+    with open_package(path) as pkg:
+        for name, spec in manifest["test_vectors"].items():
+            if spec["component"] == "pipeline":
+                continue
+            model = ct.models.MLModel(str(pkg.path(pkg.component("coreml", spec["component"])["file"])))
+            vec = pkg.test_vector(name)
+            inputs = {k: (v.astype(np.int32) if v.dtype == np.int64 else v.astype(np.float16)) for k, v in vec["inputs"].items()}
+            out = model.predict(inputs)
+            for k, want in vec["outputs"].items():
+                assert psnr(want, np.asarray(out[k], dtype=np.float32)) >= 35.0, (name, k)
