@@ -143,7 +143,18 @@ def cmd_train(args) -> int:
     vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
     teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size}.items() if v})
     distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
-    run_training(load_preset(args.preset), args.out, stages, vae, teacher, distill, ship_to=args.ship)
+    config = load_preset(args.preset)
+    if args.plan:
+        from dataclasses import replace
+
+        from .plan import TemporalPlan, load_plan_file
+
+        specs = load_plan_file(args.plan)
+        if len(specs) > 1:
+            raise SDKError(f"{args.plan}: training takes one plan (step-aware plans are chosen after training)")
+        TemporalPlan.resolve(specs[0], config.unet, source=args.plan)
+        config = replace(config, unet=replace(config.unet, temporal_plan=specs[0]))
+    run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
     return 0
 
 
@@ -191,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train the demo model on synthetic data (VAE, teacher, 4-step distillation)")
     t.add_argument("stage", choices=["all", "vae", "teacher", "distill", "evaluate"])
     t.add_argument("--preset", default="small")
+    t.add_argument("--plan", metavar="FILE", help="temporal plan to train instead of the preset's")
     t.add_argument("--out", default="runs/small", help="run folder (stages resume from their checkpoints)")
     t.add_argument("--vae-steps", type=int)
     t.add_argument("--teacher-steps", type=int)

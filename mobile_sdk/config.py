@@ -191,6 +191,19 @@ def _coerce(hint, value, where: str):
     return value
 
 
+def read_json(path: str | Path, error: type = ConfigError, what: str = "file"):
+    """Parse a JSON file; a missing, unreadable or malformed one raises `error` naming the path."""
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{path}: missing {what}")
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise error(f"{path}: cannot read {what}: {e.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: truncated or invalid JSON ({e})") from None
+
+
 def preset_names() -> list[str]:
     files = resources.files("mobile_sdk").joinpath("presets").iterdir()
     return sorted(p.name[: -len(".yaml")] for p in files if p.name.endswith(".yaml"))
@@ -207,16 +220,12 @@ def load_preset(name: str) -> ModelConfig:
 
 def load_config_file(path: str | Path) -> ModelConfig:
     path = Path(path)
+    if path.suffix == ".json":
+        return model_config_from_dict(read_json(path, what="config"), str(path))
     try:
         text = path.read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
-    if path.suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path}: invalid JSON: {e}") from None
-        return model_config_from_dict(data, str(path))
     return config_from_yaml_text(text, str(path))
 
 

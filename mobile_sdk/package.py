@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from .config import read_json
 from .errors import SDKError
 
 SCHEMA = "mobile-sdk-package"
@@ -158,12 +159,7 @@ def _safe_extract(zip_path: Path, dest: Path) -> Path:
 
 def load_manifest(root: Path) -> dict:
     path = root / MANIFEST
-    if not path.is_file():
-        raise PackageError(f"{path}: missing; {root} is not a package")
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise PackageError(f"{path}: truncated or invalid JSON ({e})") from None
+    manifest = read_json(path, PackageError, f"manifest; {root} is not a package")
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise PackageError(f"{path}: not a {SCHEMA} manifest")
     version = manifest.get("schema_version")

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from . import __version__
 from .atomic import atomic_dir
-from .config import ModelConfig, SchedulerConfig, from_dict, load_preset
+from .config import ModelConfig, SchedulerConfig, from_dict, load_preset, read_json
 from .errors import ConfigError, GenerationCancelled, WeightsError
 from .models import AutoencoderKL, ByteTokenizer, TextEncoder, VAEDecoder, VideoUNet
 from .models.step_aware import StepAwareUNet
@@ -90,10 +90,7 @@ class VideoPipeline:
         index_path = directory / MODEL_INDEX
         if not index_path.is_file():
             raise WeightsError(f"{index_path}: missing; {directory} is not a model folder (see save_pretrained)")
-        try:
-            index = json.loads(index_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{index_path}: invalid JSON: {e}") from None
+        index = read_json(index_path, what="model index")
         if index.get("format") != MODEL_FORMAT or index.get("format_version") != MODEL_FORMAT_VERSION:
             raise ConfigError(
                 f"{index_path}: format {index.get('format')!r} version {index.get('format_version')!r} is not "

@@ -8,12 +8,11 @@ stages, so `down1` and `up1` run at the same size.
 from __future__ import annotations
 
 import fnmatch
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .config import UNetConfig
+from .config import UNetConfig, read_json
 from .errors import PlanError
 
 TEMPORAL_OPS = ("none", "conv1d", "conv3d", "attn1d", "attn3d")
@@ -124,12 +123,7 @@ def load_plan_file(path: str | Path) -> list[dict[str, str]]:
     each denoising step its own plan (step-aware). Other keys, e.g. search metadata, are ignored.
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise PlanError(f"{path}: cannot read plan file: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise PlanError(f"{path}: invalid JSON: {e}") from None
+    data = read_json(path, PlanError, "plan file")
     usage = (f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op, '
              f'or a "steps" list of such objects (one per denoising step)')
     if isinstance(data, dict) and isinstance(data.get("slots"), dict):

@@ -187,3 +187,24 @@ def test_cli_export_errors(tmp_path, capsys):
     assert "must end in .mobilepkg" in capsys.readouterr().err
     assert main(["generate", "--package", str(tmp_path / "none.mobilepkg"), "--prompt", "x"]) == 2
     assert "no such package" in capsys.readouterr().err
+
+
+def test_calibration_captures_every_step(tiny_pipe):
+    from export.calibration import capture_calibration
+
+    calib = capture_calibration(tiny_pipe, ["forward"] * 4, ["a red circle moving right", "a blue square moving up"])
+    timesteps = sorted({round(float(args[1]), 4) for args in calib["unet/forward"]})
+    assert timesteps == [0.25, 0.5, 0.75, 1.0]
+    assert len(calib["unet/forward"]) == 8 and len(calib["text_encoder"]) == 2
+    assert all(z[0].shape == (1, 4, 4, 4) for z in calib["vae_decoder"])
+
+
+def test_int8_package_passes_its_gate(tmp_path, tiny_pipe):
+    manifest = export_package(tiny_pipe, tmp_path / "q.mobilepkg", quantize="int8", check=True,
+                              calibration_prompts=4, log=lambda s: None)
+    assert manifest["quantization"]["executorch"] == {"text_encoder": "none", "unet": "int8", "vae_decoder": "int8"}
+    parity = manifest["targets"]["executorch"]["parity"]
+    assert parity["passed"] and parity["pipeline_frames_db"] >= 25.0
+    fp32 = export_package(tiny_pipe, tmp_path / "f.mobilepkg", log=lambda s: None)
+    int8_bytes = manifest["targets"]["executorch"]["components"]["unet"]["bytes"]
+    assert int8_bytes < 0.6 * fp32["targets"]["executorch"]["components"]["unet"]["bytes"]

@@ -64,7 +64,7 @@ def test_bad_plan_file(tmp_path):
     with pytest.raises(PlanError, match='or a "steps" list'):
         load_plan_file(path)
     path.write_text("{not json")
-    with pytest.raises(PlanError, match="plan.json: invalid JSON"):
+    with pytest.raises(PlanError, match="plan.json: truncated or invalid JSON"):
         load_plan_file(path)
 
 

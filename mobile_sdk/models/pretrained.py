@@ -10,8 +10,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_dir
-from ..config import from_dict
-from ..errors import ConfigError, WeightsError
+from ..config import from_dict, read_json
+from ..errors import WeightsError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -40,10 +40,7 @@ class PretrainedMixin:
         config_path = directory / CONFIG_NAME
         if not config_path.is_file():
             raise WeightsError(f"{config_path}: missing (a {cls.component} folder holds {CONFIG_NAME} and {WEIGHTS_NAME})")
-        try:
-            data = json.loads(config_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{config_path}: invalid JSON: {e}") from None
+        data = read_json(config_path, what=f"{cls.component} config")
         config = from_dict(cls.config_class, data, str(config_path))
         config.validate(str(config_path))
         model = cls(config)
