@@ -7,7 +7,6 @@ Conv3d is not delegated by XNNPACK; conv1d is the same with 1x1 taps.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .layers import Attention, GroupNorm, LayerNorm, silu, sinusoidal_embedding
@@ -21,10 +20,12 @@ def shift_frames(y: torch.Tensor, offset: int, num_frames: int) -> torch.Tensor:
     v = y.reshape(n // num_frames, num_frames, c, h * w)
     if abs(offset) >= num_frames:
         return y * 0
+    # Zero frames as `slice * 0` and a cat, not F.pad: XNNPACK's runtime rejects constant padding of
+    # int8 tensors (StaticConstantPad: invalid parameter), which broke int8 packages.
     if offset > 0:
-        v = F.pad(v[:, offset:], (0, 0, 0, 0, 0, offset))
+        v = torch.cat([v[:, offset:], v[:, :offset] * 0], dim=1)
     else:
-        v = F.pad(v[:, :offset], (0, 0, 0, 0, -offset, 0))
+        v = torch.cat([v[:, offset:] * 0, v[:, :offset]], dim=1)
     return v.reshape(n, c, h, w)
 
 
