@@ -48,6 +48,23 @@ def load_pipeline(args):
     return pipe
 
 
+def _preset_with_plan(preset: str, plan_file: str | None, one_plan_only: str):
+    """A preset's config, with the single plan of `plan_file` (validated against the file's name) if given."""
+    from dataclasses import replace
+
+    from .config import load_preset
+    from .plan import TemporalPlan, load_plan_file
+
+    config = load_preset(preset)
+    if not plan_file:
+        return config
+    specs = load_plan_file(plan_file)
+    if len(specs) > 1:
+        raise SDKError(f"{plan_file}: {one_plan_only}; this file has one plan per step")
+    TemporalPlan.resolve(specs[0], config.unet, source=plan_file)
+    return replace(config, unet=replace(config.unet, temporal_plan=specs[0]))
+
+
 def cmd_generate(args) -> int:
     import torch
 
@@ -99,9 +116,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_inspect(args) -> int:
-    from dataclasses import replace
-
-    from .config import load_preset
     from .summary import format_summary, model_summary
 
     if args.path and Path(args.path).suffix in (".mobilepkg", ".zip"):
@@ -115,15 +129,7 @@ def cmd_inspect(args) -> int:
     if args.path:
         args.model = args.path
     if args.preset:  # counted on the meta device: even the 0.6B preset costs nothing
-        config = load_preset(args.preset)
-        if args.plan:
-            from .plan import TemporalPlan, load_plan_file
-
-            specs = load_plan_file(args.plan)
-            if len(specs) > 1:
-                raise SDKError(f"{args.plan}: inspect shows one plan; this file has one per step")
-            TemporalPlan.resolve(specs[0], config.unet, source=args.plan)
-            config = replace(config, unet=replace(config.unet, temporal_plan=specs[0]))
+        config = _preset_with_plan(args.preset, args.plan, "inspect shows one plan")
     else:
         config = load_pipeline(args).config
     summary = model_summary(config)
@@ -137,23 +143,11 @@ def cmd_train(args) -> int:
     from export.train.teacher import TeacherTrainConfig
     from export.train.vae import VAETrainConfig
 
-    from .config import load_preset
-
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
     teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size}.items() if v})
     distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
-    config = load_preset(args.preset)
-    if args.plan:
-        from dataclasses import replace
-
-        from .plan import TemporalPlan, load_plan_file
-
-        specs = load_plan_file(args.plan)
-        if len(specs) > 1:
-            raise SDKError(f"{args.plan}: training takes one plan (step-aware plans are chosen after training)")
-        TemporalPlan.resolve(specs[0], config.unet, source=args.plan)
-        config = replace(config, unet=replace(config.unet, temporal_plan=specs[0]))
+    config = _preset_with_plan(args.preset, args.plan, "training takes one plan (step-aware plans are chosen after training)")
     run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
     return 0
 
