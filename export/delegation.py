@@ -38,8 +38,7 @@ def node_flops(node: torch.fx.Node) -> int:
         return tuple(v.shape) if v is not None else None
     try:
         if name in {"convolution", "conv2d"}:
-            w = shape(1)
-            groups = node.args[8] if name == "convolution" and len(node.args) > 8 else 1
+            w = shape(1)  # [out, in / groups, *kernel]: per-output MACs, grouped or not
             return 2 * out.numel() * (w[1] * math.prod(w[2:]))
         if name in {"linear"}:
             w = shape(1)

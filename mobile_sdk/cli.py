@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--coreml-target", choices=["iOS17", "iOS18"],
                    help="minimum deployment target (default: iOS17, or iOS18 when multifunction models are needed)")
     e.add_argument("--coreml-size", action="append", metavar="FxHxW",
-                   help="extra frames x height x width the Core ML models accept (enumerated shapes); repeatable")
+                   help="extra frames x height x width the Core ML models accept (as extra functions); repeatable")
     e.add_argument("--check", action="store_true", help="parity gate: PSNR of every component and the 4-step pipeline")
     e.add_argument("--zip", action="store_true", help="also write PKG.zip")
     e.add_argument("--out", required=True, help="NAME.mobilepkg")
