@@ -6,6 +6,7 @@ method's delegation report says how much of it XNNPACK runs.
 from __future__ import annotations
 
 import logging
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -71,6 +72,8 @@ def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
                 ep = _quantize_int8(ep, spec)
         exported[name] = ep
     logging.getLogger("executorch").setLevel(logging.WARNING)
+    # torch's pytree deprecation, raised from inside executorch once per node: it drowns progress bars.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning)
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
     delegation = {name: delegation_report(exported[name], edge.exported_program(name).graph_module) for name in methods}
     for name, rep in delegation.items():

@@ -13,10 +13,12 @@ from pathlib import Path
 from .errors import SDKError
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, supernet: bool = True) -> None:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="DIR", help="a model folder written by save_pretrained (default: the shipped demo model)")
     src.add_argument("--preset", metavar="NAME", help="a preset with random weights: tiny, small, snapgen-v-0.6b")
+    if supernet:
+        src.add_argument("--supernet", metavar="DIR", help="a trained supernet: its base model with the --plan sub-network")
     p.add_argument("--plan", metavar="FILE", help='temporal plan JSON: {"slots": {...}} or {"steps": [{"slots": ...}, ...]}')
     p.add_argument("--seed", type=int, default=0, help="seed (initial noise; also random weights of a preset)")
 
@@ -29,6 +31,10 @@ def load_pipeline(args):
     from .weights import default_model_dir
 
     step_specs = load_plan_file(args.plan) if args.plan else None
+    if getattr(args, "supernet", None):
+        from export.supernet import supernet_pipeline
+
+        return supernet_pipeline(args.supernet, step_specs)
     if args.preset:
         cfg = load_preset(args.preset)
         for i, spec in enumerate(step_specs or []):  # report errors against the file's name
@@ -71,8 +77,8 @@ def cmd_generate(args) -> int:
     from .video_io import export_to_video
 
     if args.package:
-        if args.model or args.preset or args.plan:
-            raise SDKError("--package already fixes the model and plan; drop --model/--preset/--plan")
+        if args.model or args.preset or args.plan or args.supernet:
+            raise SDKError("--package already fixes the model and plan; drop --model/--preset/--supernet/--plan")
         from .runtime import pipeline_from_package
 
         pipe = pipeline_from_package(args.package)
@@ -111,8 +117,19 @@ def cmd_export(args) -> int:
         sizes.append((f, h, w))
     options = CoreMLOptions(deployment_target=args.coreml_target, extra_sizes=sizes)
     export_package(pipe, out, targets=tuple(dict.fromkeys(args.target or ["executorch"])), quantize=args.quantize,
-                   check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options)
+                   check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options,
+                   latency_table=_searched_table(args.plan))
     return 0
+
+
+def _searched_table(plan_file: str | None) -> dict | None:
+    """A plan written by `mobile-sdk search` records the table (and its provenance) it was chosen on."""
+    from .config import read_json
+
+    search = read_json(plan_file).get("search") if plan_file else None
+    if not isinstance(search, dict):
+        return None
+    return {**search.get("table", {}), "predicted": search.get("predicted"), "objective": search.get("objective")}
 
 
 def cmd_inspect(args) -> int:
@@ -189,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="summarise a model or a package: components, parameters, slots, plan")
     i.add_argument("path", nargs="?", help="a model folder or a package (.mobilepkg / .zip)")
-    _add_model_args(i)
+    _add_model_args(i, supernet=False)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_inspect)
 
@@ -204,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--distill-steps", type=int)
     t.add_argument("--ship", metavar="DIR", help="write the distilled model (fp16) here when done")
     t.set_defaults(func=cmd_train)
+
+    try:  # the export and profiling layers' subcommands (their modules import heavy things lazily)
+        from export.commands import add_search_parsers
+        from profiling.commands import add_profile_parser
+    except ImportError:  # a runtime-only install has neither layer
+        pass
+    else:
+        add_search_parsers(sub)
+        add_profile_parser(sub)
     return parser
 
 

@@ -1,0 +1,212 @@
+"""`mobile-sdk profile ...` subcommands (the CLI imports this module only when profiling)."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from mobile_sdk.errors import SDKError
+
+# Heavier imports (torch, executorch, the export layer) happen inside the subcommands, so that building
+# the CLI parser stays cheap.
+
+
+def config_at(preset: str, height: int | None, width: int | None, frames: int | None):
+    """The preset's config at another resolution or frame count (tables are per shape)."""
+    from mobile_sdk.config import load_preset
+
+    cfg = load_preset(preset)
+    cfg = replace(cfg, height=height or cfg.height, width=width or cfg.width, num_frames=frames or cfg.num_frames)
+    cfg.check_size(cfg.height, cfg.width, cfg.num_frames, f"preset {preset}")
+    return cfg
+
+
+def _blocks(args):
+    from export.model_blocks import model_blocks
+
+    return model_blocks(config_at(args.preset, args.height, args.width, args.frames))
+
+
+def _measure(args, device, tool: str) -> int:
+    from export.predictor import LatencyPredictor
+
+    from .breakdown import write_breakdown
+    from .harness import profile
+    from .microbench import program_filename
+
+    blocks = _blocks(args)
+    out = Path(args.out)
+    etdumps = out.with_name(out.stem + ".etdump")
+    table = profile(blocks, device, out, preset=args.preset, quantize=args.quantize, threads=args.threads,
+                    warmup=args.warmup, runs=args.runs, rounds=args.rounds, etdump_dir=etdumps, tool=tool)
+    predictor = LatencyPredictor(table, blocks, str(out))
+    default = predictor.predict(blocks.config.unet.temporal_plan)
+    uses = blocks.uses(blocks.config.unet.temporal_plan)
+    dumps = {sig: etdumps / program_filename(sig).replace(".pte", ".etdp") for sig in uses}
+    page = write_breakdown(uses, {s: p for s, p in dumps.items() if p.exists()}, out.with_name(out.stem + ".breakdown"),
+                           f"{args.preset} UNet call, default plan ({table.header['device']['model']})")
+    print(f"wrote {out} ({len(table.entries)} entries, {table.describe()})")
+    print(f"per-op breakdown: {page}")
+    print(f"predicted for the preset's plan: {json.dumps(default.to_dict())}")
+    return 0
+
+
+def cmd_host(args) -> int:
+    from .devices import HostDevice
+
+    return _measure(args, HostDevice(), "mobile-sdk profile host (et_bench_runner over the ExecuTorch Module API)")
+
+
+def cmd_android(args) -> int:
+    from .devices import AdbDevice
+
+    device = AdbDevice(args.serial, Path(args.runner), [Path(p) for p in args.runner_lib or []], adb=args.adb)
+    return _measure(args, device, f"mobile-sdk profile android (et_bench_runner over adb, serial {args.serial})")
+
+
+def cmd_ingest(args) -> int:
+    from export.latency_table import save_table
+
+    from .ingest import ingest_results
+
+    table = ingest_results(args.results)
+    save_table(table, args.out)
+    print(f"wrote {args.out} ({len(table.entries)} entries, {table.describe()})")
+    return 0
+
+
+def cmd_coreml_programs(args) -> int:
+    from .coreml_bench import build_coreml_programs
+
+    index = build_coreml_programs(_blocks(args), args.out, preset=args.preset)
+    print(f"wrote Core ML micro-models and {index} (copy the folder into the iOS demo app's benchmark bundle)")
+    return 0
+
+
+def cmd_coreml(args) -> int:
+    from export.latency_table import save_table
+
+    from .coreml_bench import time_coreml_programs
+    from .ingest import ingest_results
+
+    results = Path(args.out).with_suffix(".results.json")
+    time_coreml_programs(args.programs, results, args.compute_units, args.warmup, args.runs)
+    table = ingest_results(results)
+    save_table(table, args.out)
+    print(f"wrote {args.out} ({len(table.entries)} entries, {table.describe()})")
+    return 0
+
+
+def cmd_estimate(args) -> int:
+    from export.latency_table import save_table
+    from export.predictor import LatencyPredictor
+
+    from .estimate import estimate_table
+
+    blocks = _blocks(args)
+    table = estimate_table(blocks, args.device, args.preset)
+    save_table(table, args.out)
+    pred = LatencyPredictor(table, blocks, args.out).predict(blocks.config.unet.temporal_plan)
+    print(f"wrote {args.out}: {table.describe()}")
+    print(f"ESTIMATE for the preset's plan: {json.dumps(pred.to_dict())}")
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from mobile_sdk.plan import load_plan_file
+
+    from .devices import HostDevice
+    from .validate import validate
+
+    table = _host_table(args.table)
+    blocks = _blocks(args)
+    out = args.out or str(Path(args.table).with_name(Path(args.table).stem + ".validate"))
+    plans = [load_plan_file(f) for f in args.plan_file] if args.plan_file else None
+    validate(blocks, table, HostDevice(), out, n_plans=args.plans, plans=plans, seed=args.seed)
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from export.latency_table import save_table
+
+    from .devices import HostDevice
+    from .validate import calibrate
+
+    table = _host_table(args.table)
+    out = Path(args.table).with_name(Path(args.table).stem + ".calibrate")
+    table.header["calibration"] = calibrate(_blocks(args), table, HostDevice(), out, n_plans=args.plans, seed=args.seed)
+    save_table(table, args.table)
+    print(f"updated {args.table}: UNet calls are scaled by {table.header['calibration']['unet_call_scale']:.3f}")
+    return 0
+
+
+def _host_table(path: str):
+    from export.latency_table import load_table
+
+    table = load_table(path)
+    if table.provenance["kind"] != "measured" or not table.header["device"]["model"].startswith("host"):
+        raise SDKError(f"{path}: this measures on this host, so it needs a table measured here "
+                       f"(this one is {table.describe()})")
+    return table
+
+
+def add_profile_parser(sub) -> None:
+    p = sub.add_parser("profile", help="latency tables: measure (host, Android), ingest (iOS), estimate, validate")
+    ps = p.add_subparsers(dest="profile_command", required=True)
+
+    def shape_args(q, out_required=True):
+        q.add_argument("--preset", default="small")
+        q.add_argument("--height", type=int, help="pixels (default: the preset's)")
+        q.add_argument("--width", type=int)
+        q.add_argument("--frames", type=int)
+        q.add_argument("--out", required=out_required, help="table JSON")
+
+    def measure_args(q):
+        shape_args(q)
+        q.add_argument("--quantize", choices=["none", "int8"], default="none")
+        q.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
+        q.add_argument("--warmup", type=int, default=5)
+        q.add_argument("--runs", type=int, default=20, help="timed runs per runner process")
+        q.add_argument("--rounds", type=int, default=5, help="runner processes per entry (their median is kept)")
+
+    h = ps.add_parser("host", help="measure every table entry on this machine (resumable)")
+    measure_args(h)
+    h.set_defaults(func=cmd_host)
+    a = ps.add_parser("android", help="measure on a phone over adb with the NDK-built runner (resumable)")
+    measure_args(a)
+    a.add_argument("--serial", required=True)
+    a.add_argument("--runner", required=True, help="et_bench_runner built for Android (see profiling/README.md)")
+    a.add_argument("--runner-lib", action="append", help="shared library the runner needs on the device; repeatable")
+    a.add_argument("--adb", default="adb")
+    a.set_defaults(func=cmd_android)
+    i = ps.add_parser("ingest", help="turn Core ML benchmark results (iOS demo app) into a table")
+    i.add_argument("results")
+    i.add_argument("--out", required=True)
+    i.set_defaults(func=cmd_ingest)
+    cp = ps.add_parser("coreml-programs", help="build the Core ML micro-models the iOS app benchmarks")
+    shape_args(cp)
+    cp.set_defaults(func=cmd_coreml_programs)
+    c = ps.add_parser("coreml", help="macOS: time Core ML micro-models with coremltools and write a table")
+    c.add_argument("--programs", required=True, help="folder from `profile coreml-programs`")
+    c.add_argument("--compute-units", default="cpuAndNeuralEngine", choices=["all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine"])
+    c.add_argument("--warmup", type=int, default=5)
+    c.add_argument("--runs", type=int, default=20)
+    c.add_argument("--out", required=True)
+    c.set_defaults(func=cmd_coreml)
+    e = ps.add_parser("estimate", help="write an ESTIMATED table for a phone from a roofline model")
+    shape_args(e)
+    e.add_argument("--device", required=True, help="iphone-16-pro-max | snapdragon-8-elite (profiling/device_specs.json)")
+    e.set_defaults(func=cmd_estimate)
+    v = ps.add_parser("validate", help="predicted vs measured latency of random plans on this host")
+    shape_args(v, out_required=False)
+    v.add_argument("--table", required=True)
+    v.add_argument("--plans", type=int, default=20, help="how many random plans (the preset's own plan first)")
+    v.add_argument("--plan-file", action="append", help="measure these plan files (e.g. search results) instead; repeatable")
+    v.add_argument("--seed", type=int, default=0)
+    v.set_defaults(func=cmd_validate)
+    k = ps.add_parser("calibrate", help="fit the table's UNet-call correction on whole-UNet programs (this host)")
+    shape_args(k, out_required=False)
+    k.add_argument("--table", required=True, help="host table to update")
+    k.add_argument("--plans", type=int, default=8)
+    k.add_argument("--seed", type=int, default=1000, help="keep apart from validate's seed")
+    k.set_defaults(func=cmd_calibrate)

@@ -1,0 +1,107 @@
+"""Our benchmark runner (profiling/runner/et_bench_runner.cpp): building it on the host, reading its
+output, and the statistics every measured table uses.
+
+The host build links the executorch wheel's shared libraries through its CMake package, so host and
+phone tables are measured by the same C++ code (the phone's copy is cross-built with the Android NDK,
+see profiling/README.md).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from mobile_sdk.errors import SDKError
+
+RUNNER_SOURCE = Path(__file__).parent / "runner"
+RUNNER_NAME = "et_bench_runner"
+TRIM_FRACTION = 0.1  # the statistic of measured tables: mean of the runs left after dropping 10% at each end
+
+
+class RunnerError(SDKError):
+    """The benchmark runner could not be built or did not produce a result."""
+
+
+def executorch_root() -> Path:
+    import executorch
+
+    return Path(list(executorch.__path__)[0])
+
+
+def default_build_dir() -> Path:
+    """Per source version and executorch version, so a changed runner or wheel triggers a rebuild."""
+    h = hashlib.sha256()
+    for f in sorted(RUNNER_SOURCE.iterdir()):
+        h.update(f.name.encode() + f.read_bytes())
+    h.update(metadata.version("executorch").encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobile-sdk" / "runner"
+    return cache / h.hexdigest()[:16]
+
+
+def build_host_runner(build_dir: Path | None = None, log=print) -> Path:
+    """Configure and build the runner with cmake against the installed executorch wheel (cached)."""
+    build_dir = Path(build_dir) if build_dir else default_build_dir()
+    exe = build_dir / RUNNER_NAME
+    if exe.exists():
+        return exe
+    for tool in ("cmake", "c++"):
+        if shutil.which(tool) is None:
+            raise RunnerError(f"building the benchmark runner needs {tool!r} on PATH")
+    build_dir.mkdir(parents=True, exist_ok=True)
+    log(f"building {RUNNER_NAME} in {build_dir}")
+    steps = [["cmake", "-S", str(RUNNER_SOURCE), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
+              f"-DCMAKE_PREFIX_PATH={executorch_root()}"],
+             ["cmake", "--build", str(build_dir), "--parallel", "2"]]
+    for cmd in steps:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RunnerError(f"{' '.join(cmd[:2])} failed for {RUNNER_SOURCE}:\n{(proc.stdout + proc.stderr)[-3000:]}")
+    if not exe.exists():
+        raise RunnerError(f"the build finished but {exe} is missing")
+    return exe
+
+
+def parse_runner_output(text: str, where: str) -> dict:
+    """The runner prints log lines on stderr and one JSON object on stdout (its last line)."""
+    lines = [ln for ln in text.strip().splitlines() if ln.startswith("{")]
+    if not lines:
+        raise RunnerError(f"{where}: the runner printed no result:\n{text[-2000:]}")
+    try:
+        result = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        raise RunnerError(f"{where}: unreadable runner result ({e}): {lines[-1][:200]}") from None
+    if not result.get("times_ms"):
+        raise RunnerError(f"{where}: the runner result has no timings")
+    return result
+
+
+def summarize(rounds_ms: list[list[float]]) -> dict:
+    """Statistics of repeated runs in one or more runner processes ("rounds").
+
+    mean_ms: the median over rounds of each round's trimmed mean (10 % cut at each end). Separate
+    processes matter: on a shared machine one process can sit on a slow core or a bad page placement
+    for all its runs (seen here: the same program 3.4 ms in one process, 4.4 ms in the next).
+    p10/p50/p90: over all runs pooled; count: all runs.
+    """
+    means = []
+    for times in rounds_ms:
+        t = np.sort(np.asarray(times, dtype=float))
+        k = int(len(t) * TRIM_FRACTION)
+        means.append((t[k: len(t) - k] if len(t) > 2 * k else t).mean())
+    pooled = np.concatenate([np.asarray(r, dtype=float) for r in rounds_ms])
+    p10, p50, p90 = np.percentile(pooled, [10, 50, 90])
+    return {"count": int(len(pooled)), "mean_ms": float(np.median(means)), "p10_ms": float(p10), "p50_ms": float(p50),
+            "p90_ms": float(p90)}
+
+
+def measure(device, program: Path, warmup: int, runs: int, threads: int, rounds: int,
+            etdump: Path | None = None) -> tuple[dict, list[dict]]:
+    """(statistics, raw runner results) of `rounds` fresh runner processes; the last one writes the ETDump."""
+    results = [device.run(program, warmup, runs, threads, etdump if i == rounds - 1 else None) for i in range(rounds)]
+    return summarize([r["times_ms"] for r in results]), results

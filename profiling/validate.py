@@ -1,0 +1,181 @@
+"""Predicted vs measured latency for random plans (or given plan files): is the table, and the
+predictor's model, any good?
+
+Each plan's whole UNet is lowered like `mobile-sdk export` and timed with the same runner as the table
+entries; the text encoder and VAE decoder programs are timed once. Measured end-to-end is
+text encoder + steps x UNet (x2 with CFG) + frames x decoder, the same composition the predictor uses,
+so the error is the error of adding up blocks, not of a different pipeline.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from export.executorch_lowering import MethodSpec, lower_program
+from export.latency_table import LatencyTable
+from export.model_blocks import ModelBlocks
+from export.predictor import LatencyPredictor
+from mobile_sdk.atomic import atomic_file
+from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
+from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
+
+from .runner import measure as measure_program
+
+
+def random_plans(blocks: ModelBlocks, n: int, seed: int) -> list[dict[str, str]]:
+    """The preset's own plan first, then uniformly random ops per slot (seeded)."""
+    rng = np.random.default_rng(seed)
+    plans = [TemporalPlan.resolve(blocks.config.unet.temporal_plan, blocks.config.unet).to_dict()]
+    while len(plans) < n:
+        plans.append({s: TEMPORAL_OPS[int(rng.integers(len(TEMPORAL_OPS)))] for s in blocks.slots})
+    return plans[:n]
+
+
+def _lower_to(path: Path, module: torch.nn.Module, inputs: tuple, quantize: str) -> Path:
+    if not path.exists():
+        spec = MethodSpec(module.eval(), inputs, [f"in{i}" for i in range(len(inputs))], ["out"],
+                          [inputs] if quantize == "int8" else [])
+        data = lower_program({"forward": spec}, quantize, log=lambda _: None).data
+        with atomic_file(path) as tmp:
+            tmp.write_bytes(data)
+    return path
+
+
+def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
+    return np.abs(pred - meas) / meas * 100
+
+
+class PlanMeter:
+    """Lowers whole components like `mobile-sdk export` and times them with the table's runner settings.
+    Programs are cached in `out/programs/` by plan, so reruns only measure."""
+
+    def __init__(self, blocks: ModelBlocks, device, out: Path, quantize: str, threads: int, warmup: int, runs: int,
+                 rounds: int, seed: int = 0):
+        self.blocks, self.device, self.dir, self.quantize = blocks, device, Path(out) / "programs", quantize
+        self.settings = (warmup, runs, threads, rounds)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        cfg = blocks.config
+        f = cfg.vae.downsample_factor
+        self.latent_hw = (cfg.height // f, cfg.width // f)
+        g = torch.Generator().manual_seed(seed)
+        self.unet_inputs = (torch.randn(1, cfg.unet.in_channels, cfg.num_frames, *self.latent_hw, generator=g),
+                            torch.tensor([0.5]), torch.randn(1, cfg.text_encoder.max_length, cfg.unet.cross_attention_dim, generator=g))
+        self._unet_ms: dict[str, float] = {}
+
+    def _time(self, path: Path) -> float:
+        warmup, runs, threads, rounds = self.settings
+        return measure_program(self.device, path, warmup, runs, threads, rounds)[0]["mean_ms"]
+
+    def unet_call_ms(self, spec: dict) -> float:
+        plan = TemporalPlan.resolve(spec, self.blocks.config.unet).to_dict()
+        key = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+        if key not in self._unet_ms:
+            unet = VideoUNet(self.blocks.config.unet, plan=plan)
+            self._unet_ms[key] = self._time(_lower_to(self.dir / f"unet_{key}.pte", unet, self.unet_inputs, self.quantize))
+        return self._unet_ms[key]
+
+    def text_encoder_ms(self) -> float:
+        te = self.blocks.config.text_encoder
+        return self._time(_lower_to(self.dir / "text_encoder.pte", TextEncoder(te), (torch.full((1, te.max_length), 3),),
+                                    self.quantize))
+
+    def vae_decoder_ms(self) -> float:
+        vae = self.blocks.config.vae
+        return self._time(_lower_to(self.dir / "vae_decoder.pte", VAEDecoder(AutoencoderKL(vae)),
+                                    (torch.rand(1, vae.latent_channels, *self.latent_hw),), self.quantize))
+
+
+def _meter(blocks, table, device, out, seed=0) -> PlanMeter:
+    m = table.header["measurement"]
+    return PlanMeter(blocks, device, out, table.header["quantize"], table.header["threads"], m["warmup"], m["runs"],
+                     m.get("rounds", 1), seed)
+
+
+def calibrate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | Path, *, n_plans: int = 8,
+              seed: int = 1000, progress: bool = True, log=print) -> dict:
+    """Fit what adding blocks up misses: one scale on the UNet call, the median of measured / additive
+    over `n_plans` random whole-UNet programs (a seed apart from validate's, so validation stays honest).
+    Returns the header's "calibration" section; the caller saves the table."""
+    meter = _meter(blocks, table, device, out_dir)
+    additive = LatencyPredictor(table, blocks, calibrated=False)
+    rng = np.random.default_rng(seed)
+    plans = [{s: TEMPORAL_OPS[int(rng.integers(len(TEMPORAL_OPS)))] for s in blocks.slots} for _ in range(n_plans)]
+    ratios = [meter.unet_call_ms(p) / (additive.predict(p).unet_step_ms[0] / blocks.unet_calls_per_step)
+              for p in tqdm(plans, desc="calibration plans", disable=not progress)]
+    section = {"unet_call_scale": float(np.median(ratios)), "plans": n_plans, "seed": seed,
+               "ratios": [round(r, 4) for r in ratios],
+               "method": "median over random plans of measured whole-UNet program / sum of table entries"}
+    log(f"calibration: UNet call scale {section['unet_call_scale']:.3f} (ratios {min(ratios):.3f}..{max(ratios):.3f}, {n_plans} plans)")
+    return section
+
+
+def validate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | Path, *, n_plans: int = 20,
+             plans: list[list[dict]] | None = None, seed: int = 0, progress: bool = True, log=print) -> dict:
+    out = Path(out_dir)
+    meter = _meter(blocks, table, device, out, seed)
+    predictor, additive = LatencyPredictor(table, blocks), LatencyPredictor(table, blocks, calibrated=False)
+    te_ms, vae_ms = meter.text_encoder_ms(), meter.vae_decoder_ms()
+    rows = []
+    for spec_list in tqdm(plans or [[p] for p in random_plans(blocks, n_plans, seed)], desc="validating plans",
+                          disable=not progress):
+        specs = spec_list * blocks.steps if len(spec_list) == 1 else spec_list
+        per_step = [meter.unet_call_ms(spec) for spec in specs]
+        calls = blocks.unet_calls_per_step
+        pred, plain = predictor.predict(specs), additive.predict(specs)
+        rows.append({"plans": spec_list,
+                     "measured_unet_call_ms": float(np.mean(per_step)),
+                     "predicted_unet_call_ms": float(np.mean(pred.unet_step_ms)) / calls,
+                     "additive_unet_call_ms": float(np.mean(plain.unet_step_ms)) / calls,
+                     "measured_denoise_ms": calls * sum(per_step), "predicted_denoise_ms": pred.denoise_ms,
+                     "measured_end_to_end_ms": te_ms + calls * sum(per_step) + blocks.decoder_calls * vae_ms,
+                     "predicted_end_to_end_ms": pred.end_to_end_ms})
+
+    def stats(key: str, pred_key: str) -> dict:
+        err = _ape(np.array([r[pred_key] for r in rows]), np.array([r[key] for r in rows]))
+        return {"median": float(np.median(err)), "p90": float(np.percentile(err, 90))}
+
+    report = {
+        "table": table.describe(), "preset": table.header["preset"], "plans": len(rows), "seed": seed,
+        "calibration": table.header.get("calibration"),
+        "text_encoder_ms": {"measured": te_ms, "predicted": predictor.text_encoder_ms},
+        "vae_decoder_ms": {"measured": vae_ms, "predicted": predictor.vae_decoder_ms},
+        "unet_call_ape_percent": stats("measured_unet_call_ms", "predicted_unet_call_ms"),
+        "unet_call_additive_ape_percent": stats("measured_unet_call_ms", "additive_unet_call_ms"),
+        "end_to_end_ape_percent": stats("measured_end_to_end_ms", "predicted_end_to_end_ms"),
+        "rows": rows,
+    }
+    with atomic_file(out / "validate.json") as tmp:
+        tmp.write_text(json.dumps(report, indent=1) + "\n")
+    _scatter(rows, report, out / "validate.png")
+    u, a, e = report["unet_call_ape_percent"], report["unet_call_additive_ape_percent"], report["end_to_end_ape_percent"]
+    log(f"UNet call: median APE {u['median']:.1f}%, p90 {u['p90']:.1f}% (plain sum of entries: {a['median']:.1f}% / "
+        f"{a['p90']:.1f}%); end-to-end: median {e['median']:.1f}%, p90 {e['p90']:.1f}% ({len(rows)} plans) -> {out / 'validate.png'}")
+    return report
+
+
+def _scatter(rows: list[dict], report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
+    for ax, key, title in ((axes[0], "unet_call", "one UNet call"), (axes[1], "end_to_end", "end to end")):
+        m = np.array([r[f"measured_{key}_ms"] for r in rows])
+        p = np.array([r[f"predicted_{key}_ms"] for r in rows])
+        lo, hi = min(m.min(), p.min()) * 0.95, max(m.max(), p.max()) * 1.05
+        ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+        ax.scatter(m, p, s=18)
+        err = report[f"{key}_ape_percent"]
+        ax.set(xlabel="measured (ms)", ylabel="predicted (ms)",
+               title=f"{title}: median APE {err['median']:.1f}%, p90 {err['p90']:.1f}%")
+    fig.suptitle(report["table"], fontsize=8)
+    fig.tight_layout()
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
