@@ -146,7 +146,10 @@ def evolutionary_search(objective, constraint: Constraint, genes: int = 1, confi
                             "memory_bytes": float(constraint.memory(genome[None])[0])}
         return history[key]["loss"]
 
-    population = [_repair(_random_genome(genes, allowed, rng), constraint, rng) for _ in range(cfg.population)]
+    # Step-aware: half the first population uses one plan at every step, so the search starts from the
+    # single-plan space it contains (with few evaluations, random per-step genomes alone did worse).
+    population = [_repair(_random_genome(1, allowed, rng).repeat(genes, 0) if genes > 1 and i % 2 else
+                          _random_genome(genes, allowed, rng), constraint, rng) for i in range(cfg.population)]
     fitness = [evaluate(g) for g in population]
     for _ in tqdm(range(cfg.generations), desc="evolutionary search", disable=not progress):
         order = np.argsort(fitness)

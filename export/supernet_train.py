@@ -78,8 +78,26 @@ class DynamicCostSampler:
         which = np.clip(np.searchsorted(self.edges, costs, side="right") - 1, 0, buckets - 1)
         self.pools = [codes[which == b] for b in range(buckets)]
         for b, p in enumerate(self.pools):
-            if len(p) == 0:  # cannot happen for a sane cost matrix; keep the sampler total anyway
-                self.pools[b] = self.largest[None] if b == buckets - 1 else np.zeros((1, s), np.int8)
+            if len(p) == 0:  # a few expensive slots can leave gaps in the cost range: aim at the bucket
+                self.pools[b] = self._aim(b)
+
+    def _aim(self, b: int, want: int = 64, tries: int = 4000) -> np.ndarray:
+        """Plans in bucket b, made by dropping random ops from the largest plan until the cost fits;
+        if the bucket holds no plan at all (cost jumps over it), the nearest bucket's plans stand in."""
+        s = len(self.largest)
+        found = []
+        for _ in range(tries):
+            plan = self.largest.copy()
+            while (c := self.cost[np.arange(s), plan].sum()) >= self.edges[b + 1] and plan.any():
+                plan[self.rng.choice(np.flatnonzero(plan))] = 0
+            if self.edges[b] <= c < self.edges[b + 1] or (b == self.k - 1 and c >= self.edges[b]):
+                found.append(plan)
+                if len(found) == want:
+                    break
+        if found:
+            return np.unique(np.stack(found), axis=0)
+        filled = [i for i, p in enumerate(self.pools) if len(p)]
+        return self.pools[min(filled, key=lambda i: abs(i - b))]
 
     def p_largest(self, step: int) -> float:
         return max(0.0, 1.0 - step / self.warmup) if self.warmup else 0.0

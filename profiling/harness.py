@@ -1,12 +1,14 @@
 """Measure a model's table entries on a device and write a `measured` latency table.
 
-Resumable: the table is rewritten (atomically, status "partial") after every entry, and a rerun with
-the same settings skips the entries it already has, so an interrupted run or a phone that disconnects
-loses at most the entry in flight.
+Resumable: entries are measured in interleaved rounds (runner.measure_interleaved); every runner result
+is kept in WORK/rounds.json and an entry enters the table (rewritten atomically, status "partial") once
+it has all its rounds. A rerun with the same settings keeps both, so an interrupted run or a phone that
+disconnects loses at most the runner process in flight.
 """
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from pathlib import Path
 
@@ -16,10 +18,11 @@ from export.latency_table import LatencyTable, TableEntry, TableError, load_tabl
 from export.model_blocks import ModelBlocks
 from export.package_writer import tool_versions
 from mobile_sdk import __version__
+from mobile_sdk.atomic import atomic_file
 from mobile_sdk.config import ModelConfig
 
 from .microbench import MicroProgram, build_program
-from .runner import TRIM_FRACTION, measure
+from .runner import TRIM_FRACTION, measure_interleaved, summarize
 
 # Header fields that must match for a rerun to continue an existing table.
 RESUME_KEYS = ("preset", "quantize", "resolution", "threads", "compute_unit")
@@ -76,15 +79,32 @@ def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quanti
     for sig in tqdm(todo, desc="lowering micro-benchmarks", disable=not progress):
         programs[sig] = build_program(blocks.blocks[sig], work, quantize)
     device.prepare([p.path for p in programs.values()])
-    for sig in tqdm(todo, desc="measuring", disable=not progress):
-        prog = programs[sig]
-        dump = Path(etdump_dir) / (prog.path.stem + ".etdp") if etdump_dir else None
-        if dump:
-            dump.parent.mkdir(parents=True, exist_ok=True)
-        stats, results = measure(device, prog.path, warmup, runs, threads, rounds, dump)
-        peak = max(max(0, r["rss_bytes_peak"] - r["rss_bytes_start"]) for r in results)
-        table.entries[sig] = TableEntry(**stats, peak_memory_bytes=peak, weight_bytes=prog.weight_bytes)
-        save_table(table, out)
+    # Runner results of unfinished entries survive an interruption here (entries need every round).
+    state_path = work / "rounds.json"
+    settings = {"device": header["device"].get("model"), "threads": threads, "warmup": warmup, "runs": runs}
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    done = state.get("results", {}) if state.get("settings") == settings else {}
+    dumps = {}
+    if etdump_dir:
+        Path(etdump_dir).mkdir(parents=True, exist_ok=True)
+        dumps = {sig: Path(etdump_dir) / (p.path.stem + ".etdp") for sig, p in programs.items()}
+
+    def record(sig: str, results: list[dict]) -> None:
+        done[sig] = results
+        if len(results) == rounds:
+            peak = max(max(0, r["rss_bytes_peak"] - r["rss_bytes_start"]) for r in results)
+            table.entries[sig] = TableEntry(**summarize([r["times_ms"] for r in results]), peak_memory_bytes=peak,
+                                            weight_bytes=programs[sig].weight_bytes)
+            save_table(table, out)
+        with atomic_file(state_path) as tmp:
+            tmp.write_text(json.dumps({"settings": settings, "results": done}))
+
+    done = {sig: results[:rounds] for sig, results in done.items() if sig in programs}
+    for sig, results in list(done.items()):
+        if len(results) == rounds:  # measured before the table could be written
+            record(sig, results)
+    measure_interleaved(device, {sig: p.path for sig, p in programs.items()}, warmup, runs, threads, rounds, done,
+                        record, dumps, progress)
     table.header["status"] = "complete"
     save_table(table, out)
     return table

@@ -35,11 +35,12 @@ def executorch_root() -> Path:
 
 
 def default_build_dir() -> Path:
-    """Per source version and executorch version, so a changed runner or wheel triggers a rebuild."""
+    """Per source, executorch version and installation, so a changed runner or wheel triggers a rebuild."""
     h = hashlib.sha256()
     for f in sorted(RUNNER_SOURCE.iterdir()):
         h.update(f.name.encode() + f.read_bytes())
     h.update(metadata.version("executorch").encode())
+    h.update(str(executorch_root()).encode())  # the binary's rpath points into this installation
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobile-sdk" / "runner"
     return cache / h.hexdigest()[:16]
 
@@ -82,7 +83,7 @@ def parse_runner_output(text: str, where: str) -> dict:
 
 
 def summarize(rounds_ms: list[list[float]]) -> dict:
-    """Statistics of repeated runs in one or more runner processes ("rounds").
+    """Statistics of repeated runs in one or more runner processes ("rounds", see measure_interleaved).
 
     mean_ms: the median over rounds of each round's trimmed mean (10 % cut at each end). Separate
     processes matter: on a shared machine one process can sit on a slow core or a bad page placement
@@ -100,8 +101,27 @@ def summarize(rounds_ms: list[list[float]]) -> dict:
             "p90_ms": float(p90)}
 
 
-def measure(device, program: Path, warmup: int, runs: int, threads: int, rounds: int,
-            etdump: Path | None = None) -> tuple[dict, list[dict]]:
-    """(statistics, raw runner results) of `rounds` fresh runner processes; the last one writes the ETDump."""
-    results = [device.run(program, warmup, runs, threads, etdump if i == rounds - 1 else None) for i in range(rounds)]
-    return summarize([r["times_ms"] for r in results]), results
+def measure_interleaved(device, programs: dict[str, Path], warmup: int, runs: int, threads: int, rounds: int,
+                        done: dict[str, list[dict]] | None = None, on_result=None, etdumps: dict[str, Path] | None = None,
+                        progress: bool = True, desc: str = "measuring") -> dict[str, list[dict]]:
+    """Runner results, `rounds` per program, measured round-robin: round r runs every program once before
+    round r + 1 starts. A slow spell of the machine (seen here: a minute at half speed on a shared VM)
+    then hits every program in one round or two, and the median over rounds discards it.
+
+    `done` holds results from an interrupted run (kept); `on_result(key, results)` is called after every
+    run, so the caller can persist progress; each program's last round writes its ETDump."""
+    results = {k: list((done or {}).get(k, [])) for k in programs}
+    todo = sum(max(0, rounds - len(v)) for v in results.values())
+    from tqdm import tqdm
+
+    with tqdm(total=todo, desc=desc, disable=not progress) as bar:
+        for r in range(rounds):
+            for key, path in programs.items():
+                if len(results[key]) > r:
+                    continue
+                dump = (etdumps or {}).get(key) if r == rounds - 1 else None
+                results[key].append(device.run(path, warmup, runs, threads, dump))
+                bar.update()
+                if on_result:
+                    on_result(key, results[key])
+    return results

@@ -24,7 +24,7 @@ from mobile_sdk.atomic import atomic_file
 from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
 from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
 
-from .runner import measure as measure_program
+from .runner import measure_interleaved, summarize
 
 
 def random_plans(blocks: ModelBlocks, n: int, seed: int) -> list[dict[str, str]]:
@@ -51,8 +51,8 @@ def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
 
 
 class PlanMeter:
-    """Lowers whole components like `mobile-sdk export` and times them with the table's runner settings.
-    Programs are cached in `out/programs/` by plan, so reruns only measure."""
+    """Lowers whole components like `mobile-sdk export` (cached in `out/programs/` by plan), then times
+    them all together in interleaved rounds with the table's runner settings."""
 
     def __init__(self, blocks: ModelBlocks, device, out: Path, quantize: str, threads: int, warmup: int, runs: int,
                  rounds: int, seed: int = 0):
@@ -65,29 +65,29 @@ class PlanMeter:
         g = torch.Generator().manual_seed(seed)
         self.unet_inputs = (torch.randn(1, cfg.unet.in_channels, cfg.num_frames, *self.latent_hw, generator=g),
                             torch.tensor([0.5]), torch.randn(1, cfg.text_encoder.max_length, cfg.unet.cross_attention_dim, generator=g))
-        self._unet_ms: dict[str, float] = {}
+        self.programs: dict[str, Path] = {}
 
-    def _time(self, path: Path) -> float:
-        warmup, runs, threads, rounds = self.settings
-        return measure_program(self.device, path, warmup, runs, threads, rounds)[0]["mean_ms"]
-
-    def unet_call_ms(self, spec: dict) -> float:
+    def add_unet(self, spec: dict) -> str:
         plan = TemporalPlan.resolve(spec, self.blocks.config.unet).to_dict()
-        key = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
-        if key not in self._unet_ms:
+        key = "unet_" + hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
+        if key not in self.programs:
             unet = VideoUNet(self.blocks.config.unet, plan=plan)
-            self._unet_ms[key] = self._time(_lower_to(self.dir / f"unet_{key}.pte", unet, self.unet_inputs, self.quantize))
-        return self._unet_ms[key]
+            self.programs[key] = _lower_to(self.dir / f"{key}.pte", unet, self.unet_inputs, self.quantize)
+        return key
 
-    def text_encoder_ms(self) -> float:
-        te = self.blocks.config.text_encoder
-        return self._time(_lower_to(self.dir / "text_encoder.pte", TextEncoder(te), (torch.full((1, te.max_length), 3),),
-                                    self.quantize))
+    def add_components(self) -> tuple[str, str]:
+        te, vae = self.blocks.config.text_encoder, self.blocks.config.vae
+        self.programs["text_encoder"] = _lower_to(self.dir / "text_encoder.pte", TextEncoder(te),
+                                                  (torch.full((1, te.max_length), 3),), self.quantize)
+        self.programs["vae_decoder"] = _lower_to(self.dir / "vae_decoder.pte", VAEDecoder(AutoencoderKL(vae)),
+                                                 (torch.rand(1, vae.latent_channels, *self.latent_hw),), self.quantize)
+        return "text_encoder", "vae_decoder"
 
-    def vae_decoder_ms(self) -> float:
-        vae = self.blocks.config.vae
-        return self._time(_lower_to(self.dir / "vae_decoder.pte", VAEDecoder(AutoencoderKL(vae)),
-                                    (torch.rand(1, vae.latent_channels, *self.latent_hw),), self.quantize))
+    def measure(self, progress: bool) -> dict[str, float]:
+        """key -> ms (median over rounds of trimmed means), all programs interleaved."""
+        warmup, runs, threads, rounds = self.settings
+        results = measure_interleaved(self.device, self.programs, warmup, runs, threads, rounds, progress=progress)
+        return {k: summarize([r["times_ms"] for r in v])["mean_ms"] for k, v in results.items()}
 
 
 def _meter(blocks, table, device, out, seed=0) -> PlanMeter:
@@ -105,8 +105,9 @@ def calibrate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | P
     additive = LatencyPredictor(table, blocks, calibrated=False)
     rng = np.random.default_rng(seed)
     plans = [{s: TEMPORAL_OPS[int(rng.integers(len(TEMPORAL_OPS)))] for s in blocks.slots} for _ in range(n_plans)]
-    ratios = [meter.unet_call_ms(p) / (additive.predict(p).unet_step_ms[0] / blocks.unet_calls_per_step)
-              for p in tqdm(plans, desc="calibration plans", disable=not progress)]
+    keys = [meter.add_unet(p) for p in tqdm(plans, desc="lowering calibration plans", disable=not progress)]
+    ms = meter.measure(progress)
+    ratios = [ms[k] / (additive.predict(p).unet_step_ms[0] / blocks.unet_calls_per_step) for k, p in zip(keys, plans)]
     section = {"unet_call_scale": float(np.median(ratios)), "plans": n_plans, "seed": seed,
                "ratios": [round(r, 4) for r in ratios],
                "method": "median over random plans of measured whole-UNet program / sum of table entries"}
@@ -119,12 +120,15 @@ def validate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | Pa
     out = Path(out_dir)
     meter = _meter(blocks, table, device, out, seed)
     predictor, additive = LatencyPredictor(table, blocks), LatencyPredictor(table, blocks, calibrated=False)
-    te_ms, vae_ms = meter.text_encoder_ms(), meter.vae_decoder_ms()
+    te_key, vae_key = meter.add_components()
+    candidates = plans or [[p] for p in random_plans(blocks, n_plans, seed)]
+    expanded = [spec_list * blocks.steps if len(spec_list) == 1 else spec_list for spec_list in candidates]
+    keys = [[meter.add_unet(spec) for spec in specs] for specs in tqdm(expanded, desc="lowering plans", disable=not progress)]
+    ms = meter.measure(progress)
+    te_ms, vae_ms = ms[te_key], ms[vae_key]
     rows = []
-    for spec_list in tqdm(plans or [[p] for p in random_plans(blocks, n_plans, seed)], desc="validating plans",
-                          disable=not progress):
-        specs = spec_list * blocks.steps if len(spec_list) == 1 else spec_list
-        per_step = [meter.unet_call_ms(spec) for spec in specs]
+    for spec_list, specs, step_keys in zip(candidates, expanded, keys):
+        per_step = [ms[k] for k in step_keys]
         calls = blocks.unet_calls_per_step
         pred, plain = predictor.predict(specs), additive.predict(specs)
         rows.append({"plans": spec_list,
