@@ -29,8 +29,6 @@ from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
 from .latency_table import LatencyTable, TableError
 from .model_blocks import CALL_SIGNATURE, ModelBlocks
 
-OP_INDEX = {op: i for i, op in enumerate(TEMPORAL_OPS)}
-
 
 @dataclass(frozen=True)
 class Prediction:
@@ -78,7 +76,7 @@ class LatencyPredictor:
         self.missing: dict[tuple[int, int], str] = {}
         for i, slot in enumerate(blocks.slots):
             for op, sig in blocks.temporal[slot].items():
-                j = OP_INDEX[op]
+                j = TEMPORAL_OPS.index(op)
                 if sig not in e:
                     self.missing[(i, j)] = sig
                     self.slot_ms[i, j] = np.nan
@@ -91,7 +89,7 @@ class LatencyPredictor:
 
     def encode(self, plan: Mapping[str, str]) -> np.ndarray:
         resolved = plan if isinstance(plan, TemporalPlan) else TemporalPlan.resolve(plan, self.blocks.config.unet)
-        return np.array([OP_INDEX[resolved[s]] for s in self.blocks.slots], dtype=np.int8)
+        return np.array(resolved.codes(self.blocks.slots), dtype=np.int8)
 
     def encode_steps(self, plans: Sequence[Mapping[str, str]] | Mapping[str, str]) -> np.ndarray:
         """One plan (used for every step) or one per step -> [steps, S]."""

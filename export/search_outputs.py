@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 
 from mobile_sdk.atomic import atomic_file
-from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan, plan_file_dict
+from mobile_sdk.plan import TemporalPlan, plan_file_dict
 
 from .search import Constraint, SearchResult
 
 
 def codes_to_plans(codes: np.ndarray, slots: list[str]) -> list[TemporalPlan]:
-    return [TemporalPlan({s: TEMPORAL_OPS[int(c)] for s, c in zip(slots, row)}) for row in np.atleast_2d(codes)]
+    return [TemporalPlan.from_codes(slots, row) for row in np.atleast_2d(codes)]
 
 
 def write_search_outputs(result: SearchResult, constraint: Constraint, objective_label: str, out: str | Path,

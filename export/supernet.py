@@ -69,7 +69,7 @@ class SupernetUNet(VideoUNet):
         if isinstance(plan, Mapping):
             self.active = TemporalPlan.resolve(plan, self.config)
         else:
-            self.active = TemporalPlan({s: TEMPORAL_OPS[int(c)] for s, c in zip(self.slots, plan)})
+            self.active = TemporalPlan.from_codes(self.slots, plan)
 
     def backbone_parameters(self):
         return (p for n, p in self.named_parameters() if not n.startswith("candidates."))

@@ -14,7 +14,7 @@ import torch
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
 from .supernet import SupernetUNet, load_supernet
-from .train.teacher import latent_pool
+from .supernet_train import supernet_pool
 
 
 class SupernetEvaluator:
@@ -35,13 +35,17 @@ class SupernetEvaluator:
 
     @classmethod
     def from_dir(cls, directory: str | Path, progress: bool = True) -> "SupernetEvaluator":
-        net, pipe, meta = load_supernet(directory)
-        n = meta["held_out_clips"]
-        pool, prompts = latent_pool(pipe.vae_decoder.vae, pipe.config, meta["training"]["config"]["pool_clips"] + n,
-                                    meta["seed"] + 7, Path(directory) / "latent_pool.safetensors", progress)
+        return cls.from_loaded(*load_supernet(directory), directory, progress)
+
+    @classmethod
+    def from_loaded(cls, net: SupernetUNet, pipe, meta: dict, directory: str | Path,
+                    progress: bool = True) -> "SupernetEvaluator":
+        """For a supernet already loaded with `load_supernet(directory)`."""
+        _, (latents, prompts) = supernet_pool(pipe, Path(directory), meta["training"]["config"]["pool_clips"],
+                                              meta["held_out_clips"], meta["seed"], progress)
         with torch.no_grad():
-            hidden, _ = pipe.text_encoder(pipe.tokenizer(prompts[:n]))
-        evaluator = cls(net, hidden, pool[:n], meta["timesteps"], seed=meta["seed"])
+            hidden, _ = pipe.text_encoder(pipe.tokenizer(prompts))
+        evaluator = cls(net, hidden, latents, meta["timesteps"], seed=meta["seed"])
         evaluator.model_config = pipe.config
         return evaluator
 

@@ -14,14 +14,13 @@ import torch
 from tqdm.auto import tqdm
 
 from mobile_sdk.atomic import atomic_file
-from mobile_sdk.plan import TEMPORAL_OPS
+from mobile_sdk.plan import TemporalPlan
 
 from .supernet import SupernetUNet, load_supernet
 from .supernet_eval import SupernetEvaluator
-from .supernet_train import DynamicCostSampler, optimizer_step, rf_loss, temporal_flops
+from .supernet_train import DynamicCostSampler, optimizer_step, rf_loss, supernet_pool, temporal_flops
 from .model_blocks import model_blocks
 from .train.common import lr_at
-from .train.teacher import latent_pool
 
 
 def _ranks(x: np.ndarray) -> np.ndarray:
@@ -48,13 +47,12 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
     out.mkdir(parents=True, exist_ok=True)
     net, pipe, meta = load_supernet(supernet_dir)
     cfg = meta["training"]["config"]
-    evaluator = SupernetEvaluator.from_dir(supernet_dir, progress)
+    evaluator = SupernetEvaluator.from_loaded(net, pipe, meta, supernet_dir, progress)
     blocks = model_blocks(pipe.config)
     sampler = DynamicCostSampler(temporal_flops(blocks), n_plans, 0, seed)
     plans = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n_plans)]
-    pool, prompts = latent_pool(pipe.vae_decoder.vae, pipe.config, cfg["pool_clips"] + meta["held_out_clips"], meta["seed"] + 7,
-                                Path(supernet_dir) / "latent_pool.safetensors", progress)
-    train_pool, train_prompts = pool[meta["held_out_clips"]:], prompts[meta["held_out_clips"]:]
+    (train_pool, train_prompts), _ = supernet_pool(pipe, Path(supernet_dir), cfg["pool_clips"], meta["held_out_clips"],
+                                                   meta["seed"], progress)
     timesteps = torch.tensor(meta["timesteps"])
     rows = []
     for k, codes in enumerate(tqdm(plans, desc="training plans alone", disable=not progress)):
@@ -72,7 +70,7 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
             optimizer_step(rf_loss(alone, train_pool, train_prompts, pipe.text_encoder, pipe.tokenizer, timesteps,
                                    cfg["batch_size"], g), opt, params)
         alone_eval = SupernetEvaluator(alone, evaluator.hidden, evaluator.latents, evaluator.timesteps, seed=meta["seed"])
-        rows.append({"plan": {s: TEMPORAL_OPS[int(c)] for s, c in zip(blocks.slots, codes)},
+        rows.append({"plan": TemporalPlan.from_codes(blocks.slots, codes).to_dict(),
                      "cost_bucket": k, "supernet_loss": evaluator.loss(codes), "standalone_loss": alone_eval.loss(codes)})
     sup = [r["supernet_loss"] for r in rows]
     alone = [r["standalone_loss"] for r in rows]

@@ -114,6 +114,15 @@ class DynamicCostSampler:
         return pool[self.rng.integers(len(pool))].copy(), b
 
 
+def supernet_pool(pipe: VideoPipeline, directory: Path, pool_clips: int, held_out: int, seed: int,
+                  progress: bool = True) -> tuple[tuple[torch.Tensor, list[str]], tuple[torch.Tensor, list[str]]]:
+    """((training latents, prompts), (held-out latents, prompts)): the first `held_out` clips of one
+    cached pool are never trained on. Training, evaluation and the rank check all read this split."""
+    pool, prompts = latent_pool(pipe.vae_decoder.vae, pipe.config, pool_clips + held_out, seed + 7,
+                                Path(directory) / "latent_pool.safetensors", progress)
+    return (pool[held_out:], prompts[held_out:]), (pool[:held_out], prompts[:held_out])
+
+
 def rf_loss(net, pool: torch.Tensor, prompts: list[str], text_encoder, tokenizer, timesteps: torch.Tensor,
             batch_size: int, g: torch.Generator) -> torch.Tensor:
     """Rectified-flow loss of the net's active plan on a random batch of the latent pool."""
@@ -152,9 +161,7 @@ def train_supernet(base_model: str | Path, out_dir: str | Path, cfg: SupernetTra
         "step": 0, "seconds": 0.0, "history": {"loss": []}, "buckets": [], "sampler_rng": None}
     if state["sampler_rng"]:
         sampler.rng.bit_generator.state = state["sampler_rng"]
-    pool, prompts = latent_pool(pipe.vae_decoder.vae, pipe.config, cfg.pool_clips + cfg.held_out_clips, cfg.seed + 7,
-                                out / "latent_pool.safetensors", progress)
-    train_pool, train_prompts = pool[cfg.held_out_clips:], prompts[cfg.held_out_clips:]
+    (train_pool, train_prompts), _ = supernet_pool(pipe, out, cfg.pool_clips, cfg.held_out_clips, cfg.seed, progress)
     timesteps = torch.tensor(pipe.scheduler.timesteps)
     tokenizer = pipe.tokenizer
     timer = Timer(state["seconds"])

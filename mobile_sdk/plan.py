@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from .config import UNetConfig, read_json
 from .errors import PlanError
@@ -106,6 +106,15 @@ class TemporalPlan(Mapping[str, str]):
 
     def to_dict(self) -> dict[str, str]:
         return dict(self._ops)
+
+    @classmethod
+    def from_codes(cls, slots: Sequence[str], codes: Sequence[int]) -> "TemporalPlan":
+        """The plan of op codes (indices into TEMPORAL_OPS), one per slot in `slots` order (the search's encoding)."""
+        return cls({s: TEMPORAL_OPS[int(c)] for s, c in zip(slots, codes)})
+
+    def codes(self, slots: Sequence[str]) -> list[int]:
+        """The inverse of `from_codes`."""
+        return [TEMPORAL_OPS.index(self._ops[s]) for s in slots]
 
     def counts(self) -> dict[str, int]:
         """How many slots use each op (ops with zero uses included, in TEMPORAL_OPS order)."""

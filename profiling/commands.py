@@ -42,7 +42,7 @@ def _measure(args, device, tool: str) -> int:
     predictor = LatencyPredictor(table, blocks, str(out))
     default = predictor.predict(blocks.config.unet.temporal_plan)
     uses = blocks.uses(blocks.config.unet.temporal_plan)
-    dumps = {sig: etdumps / program_filename(sig).replace(".pte", ".etdp") for sig in uses}
+    dumps = {sig: etdumps / program_filename(sig, ".etdp") for sig in uses}
     page = write_breakdown(uses, {s: p for s, p in dumps.items() if p.exists()}, out.with_name(out.stem + ".breakdown"),
                            f"{args.preset} UNet call, default plan ({table.header['device']['model']})")
     print(f"wrote {out} ({len(table.entries)} entries, {table.describe()})")

@@ -37,7 +37,7 @@ def build_coreml_programs(blocks: ModelBlocks, out_dir: str | Path, *, preset: s
     index = {}
     opts = CoreMLOptions(deployment_target="iOS17")
     for sig in tqdm(signatures or blocks.signatures(), desc="converting Core ML micro-models", disable=not progress):
-        name = program_filename(sig).replace(".pte", ".mlpackage")
+        name = program_filename(sig, ".mlpackage")
         target = out / name
         if not target.exists():
             module, inputs = blocks.blocks[sig].build()

@@ -19,9 +19,9 @@ from export.model_blocks import ModelBlocks
 from export.package_writer import tool_versions
 from mobile_sdk import __version__
 from mobile_sdk.atomic import atomic_file
-from mobile_sdk.config import ModelConfig
+from mobile_sdk.config import ModelConfig, read_json
 
-from .microbench import MicroProgram, build_program
+from .microbench import MicroProgram, build_program, program_filename
 from .runner import TRIM_FRACTION, measure_interleaved, summarize
 
 # Header fields that must match for a rerun to continue an existing table.
@@ -82,12 +82,13 @@ def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quanti
     # Runner results of unfinished entries survive an interruption here (entries need every round).
     state_path = work / "rounds.json"
     settings = {"device": header["device"].get("model"), "threads": threads, "warmup": warmup, "runs": runs}
-    state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    done = state.get("results", {}) if state.get("settings") == settings else {}
+    state = read_json(state_path, TableError, "measurement state") if state_path.exists() else {}
+    kept = state.get("results", {}) if state.get("settings") == settings else {}
+    done = {sig: results[:rounds] for sig, results in kept.items() if sig in programs}
     dumps = {}
     if etdump_dir:
         Path(etdump_dir).mkdir(parents=True, exist_ok=True)
-        dumps = {sig: Path(etdump_dir) / (p.path.stem + ".etdp") for sig, p in programs.items()}
+        dumps = {sig: Path(etdump_dir) / program_filename(sig, ".etdp") for sig in programs}
 
     def record(sig: str, results: list[dict]) -> None:
         done[sig] = results
@@ -99,7 +100,6 @@ def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quanti
         with atomic_file(state_path) as tmp:
             tmp.write_text(json.dumps({"settings": settings, "results": done}))
 
-    done = {sig: results[:rounds] for sig, results in done.items() if sig in programs}
     for sig, results in list(done.items()):
         if len(results) == rounds:  # measured before the table could be written
             record(sig, results)

@@ -20,9 +20,10 @@ class MicroProgram:
     weight_bytes: int
 
 
-def program_filename(signature: str) -> str:
-    """Signatures hold characters awkward in paths and adb shells; name programs by a hash."""
-    return hashlib.sha256(signature.encode()).hexdigest()[:20] + ".pte"
+def program_filename(signature: str, suffix: str = ".pte") -> str:
+    """Signatures hold characters awkward in paths and adb shells; name an entry's files (program,
+    ETDump, Core ML model) by a hash, with `suffix`."""
+    return hashlib.sha256(signature.encode()).hexdigest()[:20] + suffix
 
 
 def output_names(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[str]:
@@ -38,12 +39,18 @@ def _weight_bytes(module: torch.nn.Module, quantize: str) -> int:
 
 def build_program(block: Block, out_dir: Path, quantize: str = "none") -> MicroProgram:
     """Lower one block; the .pte is written atomically (a rerun reuses finished ones)."""
-    path = Path(out_dir) / program_filename(block.signature)
     module, inputs = block.build()
+    path = lower_to_file(Path(out_dir) / program_filename(block.signature), module, inputs, quantize)
+    return MicroProgram(block.signature, path, _weight_bytes(module, quantize))
+
+
+def lower_to_file(path: Path, module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], quantize: str) -> Path:
+    """Lower `module` like the export does (int8 calibrated on `inputs`) into `path`, unless it is there."""
     if not path.exists():
+        module = module.eval()
         calibration = [inputs] if quantize == "int8" else []
         spec = MethodSpec(module, inputs, [f"in{i}" for i in range(len(inputs))], output_names(module, inputs), calibration)
         lowered = lower_program({"forward": spec}, quantize, log=lambda _: None)
         with atomic_file(path) as tmp:
             tmp.write_bytes(lowered.data)
-    return MicroProgram(block.signature, path, _weight_bytes(module, quantize))
+    return path

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.executorch_lowering import MethodSpec, lower_program
 from export.latency_table import LatencyTable
 from export.model_blocks import ModelBlocks
 from export.predictor import LatencyPredictor
@@ -24,26 +23,17 @@ from mobile_sdk.atomic import atomic_file
 from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
 from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
 
+from .microbench import lower_to_file
 from .runner import measure_interleaved, summarize
 
 
-def random_plans(blocks: ModelBlocks, n: int, seed: int) -> list[dict[str, str]]:
-    """The preset's own plan first, then uniformly random ops per slot (seeded)."""
+def random_plans(blocks: ModelBlocks, n: int, seed: int, preset_plan_first: bool = True) -> list[dict[str, str]]:
+    """Uniformly random ops per slot (seeded), after the preset's own plan unless told otherwise."""
     rng = np.random.default_rng(seed)
-    plans = [TemporalPlan.resolve(blocks.config.unet.temporal_plan, blocks.config.unet).to_dict()]
+    plans = [TemporalPlan.resolve(blocks.config.unet.temporal_plan, blocks.config.unet).to_dict()] if preset_plan_first else []
     while len(plans) < n:
         plans.append({s: TEMPORAL_OPS[int(rng.integers(len(TEMPORAL_OPS)))] for s in blocks.slots})
     return plans[:n]
-
-
-def _lower_to(path: Path, module: torch.nn.Module, inputs: tuple, quantize: str) -> Path:
-    if not path.exists():
-        spec = MethodSpec(module.eval(), inputs, [f"in{i}" for i in range(len(inputs))], ["out"],
-                          [inputs] if quantize == "int8" else [])
-        data = lower_program({"forward": spec}, quantize, log=lambda _: None).data
-        with atomic_file(path) as tmp:
-            tmp.write_bytes(data)
-    return path
 
 
 def _ape(pred: np.ndarray, meas: np.ndarray) -> np.ndarray:
@@ -72,14 +62,14 @@ class PlanMeter:
         key = "unet_" + hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
         if key not in self.programs:
             unet = VideoUNet(self.blocks.config.unet, plan=plan)
-            self.programs[key] = _lower_to(self.dir / f"{key}.pte", unet, self.unet_inputs, self.quantize)
+            self.programs[key] = lower_to_file(self.dir / f"{key}.pte", unet, self.unet_inputs, self.quantize)
         return key
 
     def add_components(self) -> tuple[str, str]:
         te, vae = self.blocks.config.text_encoder, self.blocks.config.vae
-        self.programs["text_encoder"] = _lower_to(self.dir / "text_encoder.pte", TextEncoder(te),
+        self.programs["text_encoder"] = lower_to_file(self.dir / "text_encoder.pte", TextEncoder(te),
                                                   (torch.full((1, te.max_length), 3),), self.quantize)
-        self.programs["vae_decoder"] = _lower_to(self.dir / "vae_decoder.pte", VAEDecoder(AutoencoderKL(vae)),
+        self.programs["vae_decoder"] = lower_to_file(self.dir / "vae_decoder.pte", VAEDecoder(AutoencoderKL(vae)),
                                                  (torch.rand(1, vae.latent_channels, *self.latent_hw),), self.quantize)
         return "text_encoder", "vae_decoder"
 
@@ -103,8 +93,7 @@ def calibrate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | P
     Returns the header's "calibration" section; the caller saves the table."""
     meter = _meter(blocks, table, device, out_dir)
     additive = LatencyPredictor(table, blocks, calibrated=False)
-    rng = np.random.default_rng(seed)
-    plans = [{s: TEMPORAL_OPS[int(rng.integers(len(TEMPORAL_OPS)))] for s in blocks.slots} for _ in range(n_plans)]
+    plans = random_plans(blocks, n_plans, seed, preset_plan_first=False)
     keys = [meter.add_unet(p) for p in tqdm(plans, desc="lowering calibration plans", disable=not progress)]
     ms = meter.measure(progress)
     ratios = [ms[k] / (additive.predict(p).unet_step_ms[0] / blocks.unet_calls_per_step) for k, p in zip(keys, plans)]

@@ -70,3 +70,11 @@ def test_bad_plan_file(tmp_path):
 
 def test_ops_list_is_the_papers_candidates():
     assert TEMPORAL_OPS == ("none", "conv1d", "conv3d", "attn1d", "attn3d")
+
+
+def test_plan_codes_round_trip(tiny_config):
+    slots = [s.id for s in unet_slots(tiny_config.unet)]
+    plan = TemporalPlan.resolve({"down0.*": "conv3d", "mid.attn0": "attn3d"}, tiny_config.unet)
+    codes = plan.codes(slots)
+    assert codes[slots.index("mid.attn0")] == TEMPORAL_OPS.index("attn3d")
+    assert TemporalPlan.from_codes(slots, codes) == plan

@@ -121,7 +121,7 @@ def test_breakdown_from_etdumps(host_run, blocks, tmp_path):
 
     root, _ = host_run
     uses = blocks.uses(blocks.config.unet.temporal_plan)
-    dumps = {s: root / "etdump" / program_filename(s).replace(".pte", ".etdp") for s in uses}
+    dumps = {s: root / "etdump" / program_filename(s, ".etdp") for s in uses}
     page = write_breakdown(uses, dumps, tmp_path / "bd", "tiny")
     rows = (tmp_path / "bd" / "ops.csv").read_text().splitlines()
     assert rows[0] == "op,ms_per_unet_call,share"
