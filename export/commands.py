@@ -1,11 +1,61 @@
-"""`mobile-sdk search` and `mobile-sdk supernet ...` (imported by the CLI only when used)."""
+"""The export layer's subcommands: `export`, `train`, `search`, `supernet ...` (registered with the
+`mobile-sdk` CLI through the `mobile_sdk.commands` entry point; heavy imports happen when one runs)."""
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from pathlib import Path
 
+from mobile_sdk import cli_types
 from mobile_sdk.errors import SDKError
+from mobile_sdk.model_args import add_model_args, load_pipeline, preset_with_plan
+
+
+def cmd_export(args) -> int:
+    from export.lowering.coreml import CoreMLOptions
+    from export.lowering.package_writer import export_package
+
+    pipe = load_pipeline(args)
+    out = Path(args.out)
+    if out.suffix != ".mobilepkg":
+        raise SDKError(f"{out}: a package path must end in .mobilepkg")
+    sizes = []
+    for text in args.coreml_size or []:
+        try:
+            f, h, w = (int(v) for v in text.lower().split("x"))
+        except ValueError:
+            raise SDKError(f"--coreml-size {text!r}: expected FRAMESxHEIGHTxWIDTH, e.g. 8x64x64") from None
+        sizes.append((f, h, w))
+    options = CoreMLOptions(deployment_target=args.coreml_target, extra_sizes=sizes)
+    export_package(pipe, out, targets=tuple(dict.fromkeys(args.target or ["executorch"])), quantize=args.quantize,
+                   check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options,
+                   latency_table=_searched_table(args.plan), overwrite=args.overwrite)
+    return 0
+
+
+def _searched_table(plan_file: str | None) -> dict | None:
+    """A plan written by `mobile-sdk search` records the table (and its provenance) it was chosen on."""
+    from mobile_sdk.config import read_json
+
+    search = read_json(plan_file).get("search") if plan_file else None
+    if not isinstance(search, dict):
+        return None
+    return {**search.get("table", {}), "predicted": search.get("predicted"), "objective": search.get("objective")}
+
+
+def cmd_train(args) -> int:
+    from export.train.distill import DistillConfig
+    from export.train.run import STAGES, run_training
+    from export.train.teacher import TeacherTrainConfig
+    from export.train.vae import VAETrainConfig
+
+    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
+    teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size}.items() if v})
+    distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
+    config = preset_with_plan(args.preset, args.plan, "training takes one plan (step-aware plans are chosen after training)")
+    run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
+    return 0
 
 
 def _config_for_table(config, table, table_path: str):
@@ -20,15 +70,15 @@ def _config_for_table(config, table, table_path: str):
 def cmd_search(args) -> int:
     from mobile_sdk.config import load_preset
 
-    from .latency_table import load_table
-    from .model_blocks import model_blocks
-    from .predictor import LatencyPredictor
-    from .search import Constraint, ProxyObjective, SearchConfig, evolutionary_search
-    from .search_outputs import write_search_outputs
+    from export.nas.latency_table import load_table
+    from export.nas.model_blocks import model_blocks
+    from export.nas.efficiency_predictor import LatencyPredictor
+    from export.nas.search_algorithm import Constraint, ProxyObjective, SearchConfig, evolutionary_search
+    from export.nas.search_outputs import write_search_outputs
 
     table = load_table(args.table)
     if args.supernet:
-        from .supernet_eval import SupernetEvaluator
+        from export.nas.accuracy_predictor import SupernetEvaluator
 
         objective = SupernetEvaluator.from_dir(args.supernet)
         config = objective.model_config
@@ -58,7 +108,7 @@ def cmd_search(args) -> int:
 def cmd_supernet_train(args) -> int:
     from mobile_sdk.weights import default_model_dir
 
-    from .supernet_train import SupernetTrainConfig, train_supernet
+    from export.nas.supernet_train import SupernetTrainConfig, train_supernet
 
     over = {"steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps, "buckets": args.buckets}
     cfg = SupernetTrainConfig(**{k: v for k, v in over.items() if v is not None})
@@ -68,7 +118,7 @@ def cmd_supernet_train(args) -> int:
 
 
 def cmd_supernet_rank(args) -> int:
-    from .supernet_rank import rank_check
+    from export.nas.supernet_rank import rank_check
 
     report = rank_check(args.supernet, args.out or Path(args.supernet) / "rank", args.plans, args.steps, args.seed)
     for r in report["rows"]:
@@ -77,17 +127,47 @@ def cmd_supernet_rank(args) -> int:
     return 0
 
 
-def add_search_parsers(sub) -> None:
+def add_parsers(sub) -> None:
+    """export, train, search, supernet."""
+    e = sub.add_parser("export", help="lower a model to a package (.mobilepkg) for the apps")
+    add_model_args(e)
+    e.add_argument("--target", action="append", choices=["executorch", "coreml"], default=None,
+                   help="repeat for several targets (default: executorch)")
+    e.add_argument("--quantize", default="none",
+                   help="none | int8 (ExecuTorch) | palettize4|palettize6|palettize8|linear8 (Core ML); "
+                        "one of each with a comma, e.g. int8,palettize6")
+    e.add_argument("--coreml-target", choices=["iOS17", "iOS18"],
+                   help="minimum deployment target (default: iOS17, or iOS18 when multifunction models are needed)")
+    e.add_argument("--coreml-size", action="append", metavar="FxHxW",
+                   help="extra frames x height x width the Core ML models accept (as extra functions); repeatable")
+    e.add_argument("--check", action="store_true", help="parity gate: PSNR of every component and the 4-step pipeline")
+    e.add_argument("--zip", action="store_true", help="also write PKG.zip")
+    e.add_argument("--out", required=True, help="NAME.mobilepkg")
+    e.add_argument("--overwrite", action="store_true", help="replace the package already at --out (never anything else)")
+    e.set_defaults(func=cmd_export)
+
+    t = sub.add_parser("train", help="train the demo model on synthetic data (VAE, teacher, 4-step distillation)")
+    t.add_argument("stage", choices=["all", "vae", "teacher", "distill", "evaluate"])
+    t.add_argument("--preset", default="small")
+    t.add_argument("--plan", metavar="FILE", help="temporal plan to train instead of the preset's")
+    t.add_argument("--out", default="runs/small", help="run folder (stages resume from their checkpoints)")
+    t.add_argument("--vae-steps", type=cli_types.count)
+    t.add_argument("--teacher-steps", type=cli_types.count)
+    t.add_argument("--batch-size", type=cli_types.count, help="teacher batch size")
+    t.add_argument("--distill-steps", type=cli_types.count)
+    t.add_argument("--ship", metavar="DIR", help="write the distilled model (fp16) here when done")
+    t.set_defaults(func=cmd_train)
+
     s = sub.add_parser("search", help="evolutionary temporal-placement search under a latency (and memory) budget")
     s.add_argument("--preset", help="model preset (default: the supernet's model; required without --supernet)")
     s.add_argument("--table", required=True, help="latency table JSON (mobile-sdk profile ...)")
-    s.add_argument("--budget-ms", type=float, required=True, help="predicted latency of the whole denoising loop")
-    s.add_argument("--memory-mb", type=float, help="peak memory limit")
+    s.add_argument("--budget-ms", type=cli_types.positive_float, required=True, help="predicted latency of the whole denoising loop")
+    s.add_argument("--memory-mb", type=cli_types.positive_float, help="peak memory limit")
     s.add_argument("--step-aware", action="store_true", help="one plan per denoising step (DDSM)")
     s.add_argument("--supernet", metavar="DIR", help="trained supernet (quality signal); without it a labelled proxy ranks plans")
-    s.add_argument("--population", type=int, default=32)
-    s.add_argument("--generations", type=int, default=20)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--population", type=cli_types.count, default=32)
+    s.add_argument("--generations", type=cli_types.count, default=20)
+    s.add_argument("--seed", type=cli_types.seed, default=0)
     s.add_argument("--out", required=True, help="PLAN.json (feeds export --plan)")
     s.set_defaults(func=_require_preset_without_supernet(cmd_search))
 
@@ -96,16 +176,16 @@ def add_search_parsers(sub) -> None:
     t = ns.add_parser("train", help="train every candidate temporal op on a frozen backbone (resumable)")
     t.add_argument("--model", metavar="DIR", help="base model folder (default: the shipped demo model)")
     t.add_argument("--out", required=True)
-    t.add_argument("--steps", type=int)
-    t.add_argument("--batch-size", type=int)
-    t.add_argument("--warmup-steps", type=int, help="sampling warm-up (largest plan dominates early)")
-    t.add_argument("--buckets", type=int, help="cost buckets for dynamic cost sampling")
+    t.add_argument("--steps", type=cli_types.count)
+    t.add_argument("--batch-size", type=cli_types.count)
+    t.add_argument("--warmup-steps", type=cli_types.count, help="sampling warm-up (largest plan dominates early)")
+    t.add_argument("--buckets", type=cli_types.count, help="cost buckets for dynamic cost sampling")
     t.set_defaults(func=cmd_supernet_train)
     r = ns.add_parser("rank-check", help="rank correlation: supernet losses vs plans trained alone")
     r.add_argument("--supernet", required=True)
-    r.add_argument("--plans", type=int, default=5)
-    r.add_argument("--steps", type=int, default=300, help="training steps of each plan alone")
-    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--plans", type=cli_types.count, default=5)
+    r.add_argument("--steps", type=cli_types.count, default=300, help="training steps of each plan alone")
+    r.add_argument("--seed", type=cli_types.seed, default=0)
     r.add_argument("--out")
     r.set_defaults(func=cmd_supernet_rank)
 

@@ -192,7 +192,8 @@ def _coerce(hint, value, where: str):
 
 
 def read_json(path: str | Path, error: type = ConfigError, what: str = "file"):
-    """Parse a JSON file; a missing, unreadable or malformed one raises `error` naming the path."""
+    """Parse a JSON file; a missing, unreadable or malformed one raises `error` naming the path.
+    (NaN and Infinity parse; contract.validate refuses them, naming the field.)"""
     path = Path(path)
     if not path.is_file():
         raise error(f"{path}: missing {what}")
@@ -202,6 +203,9 @@ def read_json(path: str | Path, error: type = ConfigError, what: str = "file"):
         raise error(f"{path}: cannot read {what}: {e.strerror}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise error(f"{path}: truncated or invalid JSON ({e})") from None
+    except RecursionError:
+        raise error(f"{path}: JSON nested too deeply") from None
+
 
 
 def preset_names() -> list[str]:

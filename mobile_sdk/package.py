@@ -1,16 +1,18 @@
-"""The package contract: layout, manifest schema (versioned), and the reader every consumer uses.
+"""The package reader every Python consumer uses: layout and names from the contract
+(mobile_sdk/contract/names.json), the manifest checked against the schema of its version, every file
+checksummed and every path kept inside the package.
 
 A package is a folder `NAME.mobilepkg/` (or a .zip of it):
 
-    manifest.json                    this contract (schema_version below)
+    manifest.json                    schema_version 2 (1 is still read)
     tokenizer.json                   what an app needs to tokenize prompts itself
     executorch/<component>.pte       text_encoder, unet (one method per distinct temporal plan), vae_decoder
     coreml/<component>.mlpackage     the same components for Core ML (when that target is exported)
     test_vectors/<name>.bin          raw little-endian tensors with shapes and dtypes in the manifest
 
-Apps run: ids = tokenize(prompt); hidden = text_encoder(ids); x = noise; for each step s:
-v = unet[s.unet_method](x, s.timestep, hidden); x = x + s.dt * v; then rgb = vae_decoder(frame) for each
-frame, x255. The writer is export.package_writer; this module only reads and verifies.
+Apps run: ids = tokenize(prompt); hidden = text_encoder(ids); x = portable noise for the seed; for each
+step s: v = unet[s.unet_method](x, s.timestep, hidden); x = x + s.dt * v; then rgb = vae_decoder(frame)
+for each frame, x255. The writer is export.lowering.package_writer; this module only reads and verifies.
 """
 from __future__ import annotations
 
@@ -19,26 +21,27 @@ import json
 import os
 import shutil
 import tempfile
+import weakref
 import zipfile
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from .config import read_json
+from .contract import names
+from .contract.validate import validate_document
 from .errors import SDKError
 
-SCHEMA = "mobile-sdk-package"
-SCHEMA_VERSION = 1
-MANIFEST = "manifest.json"
-TOKENIZER = "tokenizer.json"
-PACKAGE_SUFFIX = ".mobilepkg"
-COMPONENTS = ("text_encoder", "unet", "vae_decoder")
-TARGET_DIRS = {"executorch": "executorch", "coreml": "coreml"}
-TARGET_SUFFIX = {"executorch": ".pte", "coreml": ".mlpackage"}
-TEST_VECTOR_DIR = "test_vectors"
+_NAMES = names()
+SCHEMA = _NAMES["package"]["schema"]
+SCHEMA_VERSION = _NAMES["package"]["schema_version"]
+MANIFEST = _NAMES["package"]["manifest"]
+TOKENIZER = _NAMES["package"]["tokenizer"]
+PACKAGE_SUFFIX = _NAMES["package"]["suffix"]
+COMPONENTS = tuple(_NAMES["components"])
+TEST_VECTOR_DIR = _NAMES["package"]["test_vector_dir"]
+IO_NAMES = {c: (io["inputs"], io["outputs"]) for c, io in _NAMES["io"].items()}
 DTYPES = {"float32": np.float32, "float16": np.float16, "int64": np.int64, "int32": np.int32, "uint8": np.uint8}
-REQUIRED_KEYS = ("schema", "schema_version", "sdk_version", "tools", "model", "video", "latent", "tokenizer",
-                 "scheduler", "steps", "temporal_plans", "targets", "files", "test_vectors")
 
 
 class PackageError(SDKError):
@@ -47,7 +50,20 @@ class PackageError(SDKError):
 
 def component_path(target: str, component: str) -> str:
     """The fixed resource name of a component inside a package (shared with the apps' loaders)."""
-    return f"{TARGET_DIRS[target]}/{component}{TARGET_SUFFIX[target]}"
+    spec = _NAMES["targets"][target]
+    return _NAMES["resource_path"].format(dir=spec["dir"], component=component, suffix=spec["suffix"])
+
+
+def entry_names(num_plans: int) -> list[str]:
+    """The ExecuTorch method / Core ML function of each plan: 'main' for one, 'plan_0', ... for several."""
+    rule = _NAMES["entry_names"]
+    return [rule["single"]] if num_plans == 1 else [rule["per_plan"].format(index=i) for i in range(num_plans)]
+
+
+def sized_entry_name(name: str, size: tuple[int, int, int]) -> str:
+    """The entry of `name` at an extra (frames, height, width)."""
+    f, h, w = size
+    return name + _NAMES["entry_names"]["size_suffix"].format(frames=f, height=h, width=w)
 
 
 def sha256_file(path: Path) -> str:
@@ -68,7 +84,9 @@ class Package:
     """A verified package folder. Use `open_package` to get one."""
 
     def __init__(self, root: Path, manifest: dict, cleanup: Path | None = None):
-        self.root, self.manifest, self._cleanup = root, manifest, cleanup
+        self.root, self.manifest = root, manifest
+        # an extracted zip goes away on close(), or when the package is collected or the process exits
+        self._cleanup = weakref.finalize(self, shutil.rmtree, cleanup, True) if cleanup is not None else None
 
     def __enter__(self) -> "Package":
         return self
@@ -78,8 +96,7 @@ class Package:
 
     def close(self) -> None:
         if self._cleanup is not None:
-            shutil.rmtree(self._cleanup, ignore_errors=True)
-            self._cleanup = None
+            self._cleanup()
 
     @property
     def targets(self) -> list[str]:
@@ -92,11 +109,22 @@ class Package:
             raise PackageError(f"{self.root / MANIFEST}: no {component!r} for target {target!r}; "
                                f"targets: {', '.join(self.targets)}") from None
 
+    def single_method(self, target: str, component: str) -> str:
+        """The ExecuTorch method of a one-entry component ('main'; 'forward' in version 1 packages)."""
+        declared = self.component(target, component)["methods"]
+        if len(declared) != 1:
+            raise PackageError(f"{self.root / MANIFEST}: {target} {component} declares {len(declared)} entries, expected one")
+        return next(iter(declared))
+
     def path(self, relative: str) -> Path:
         return self.root / relative
 
     def tokenizer_spec(self) -> dict:
-        return json.loads((self.root / TOKENIZER).read_text())
+        """tokenizer.json, checked against its schema (version 1 manifests repeat it inside the manifest)."""
+        path = self.root / TOKENIZER
+        spec = read_json(path, PackageError, "tokenizer")
+        validate_document(spec, "tokenizer", path, PackageError)
+        return spec
 
     def test_vector(self, name: str) -> dict[str, dict[str, np.ndarray]]:
         """{"inputs": {name: array}, "outputs": {name: array}} for one recorded test vector."""
@@ -114,67 +142,138 @@ def read_tensor(root: Path, spec: dict) -> np.ndarray:
 
 
 def open_package(path: str | os.PathLike, verify: bool = True) -> Package:
-    """Open a package folder or .zip; check the schema version and (by default) every file's sha256."""
+    """Open a package folder or .zip; check the schema version and (by default) every file's sha256.
+
+    A zip is checked against its own manifest before anything is written (entries, sizes), extracted
+    with every file's size capped and sha256 checked while it streams, and removed again by `close()`
+    (use the package as a context manager) or on any error."""
     path = Path(path)
     if not path.exists():
         raise PackageError(f"{path}: no such package")
-    cleanup = None
-    if path.is_file():
-        if not zipfile.is_zipfile(path):
-            raise PackageError(f"{path}: not a package folder or zip file")
-        cleanup = Path(tempfile.mkdtemp(prefix="mobilepkg-"))
-        try:
-            root = _safe_extract(path, cleanup)
-        except BaseException:
-            shutil.rmtree(cleanup, ignore_errors=True)
-            raise
-    else:
-        root = path
-    try:
-        manifest = load_manifest(root)
+    if path.is_dir():
+        manifest = load_manifest(path)
         if verify:
-            verify_files(root, manifest)
+            verify_files(path, manifest)
+        return Package(path, manifest)
+    if not zipfile.is_zipfile(path):
+        raise PackageError(f"{path}: not a package folder or zip file")
+    cleanup = Path(tempfile.mkdtemp(prefix="mobilepkg-"))
+    try:
+        root, manifest = _extract_verified(path, cleanup)
     except BaseException:
-        if cleanup is not None:
-            shutil.rmtree(cleanup, ignore_errors=True)
+        shutil.rmtree(cleanup, ignore_errors=True)
         raise
     return Package(root, manifest, cleanup)
 
 
-def _safe_extract(zip_path: Path, dest: Path) -> Path:
-    """Extract, refusing absolute paths, '..' and links that would escape the folder (zip-slip)."""
+MAX_MANIFEST_BYTES = 64 << 20
+
+
+def _extract_verified(zip_path: Path, dest: Path) -> tuple[Path, dict]:
+    """Refuse zip-slip, links and anything the manifest does not list, before writing a byte; then stream
+    each file out, never past its listed size, checking its sha256 (errors name the zip and the entry)."""
     with zipfile.ZipFile(zip_path) as zf:
-        for info in zf.infolist():
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        for info in infos:
             name = PurePosixPath(info.filename)
             if name.is_absolute() or ".." in name.parts or "\\" in info.filename:
                 raise PackageError(f"{zip_path}: entry {info.filename!r} escapes the package folder; refusing to extract")
             if (info.external_attr >> 16) & 0o170000 == 0o120000:
                 raise PackageError(f"{zip_path}: entry {info.filename!r} is a symbolic link; refusing to extract")
-        zf.extractall(dest)
-    manifests = list(dest.glob(MANIFEST)) + list(dest.glob(f"*/{MANIFEST}"))
-    if not manifests:
-        raise PackageError(f"{zip_path}: no {MANIFEST} at the top of the zip (or in its one folder)")
-    return manifests[0].parent
+        manifests = [i for i in infos if PurePosixPath(i.filename).name == MANIFEST and len(PurePosixPath(i.filename).parts) <= 2]
+        if not manifests:
+            raise PackageError(f"{zip_path}: no {MANIFEST} at the top of the zip (or in its one folder)")
+        top = PurePosixPath(manifests[0].filename).parent
+        if manifests[0].file_size > MAX_MANIFEST_BYTES:
+            raise PackageError(f"{zip_path}: entry {manifests[0].filename!r} is {manifests[0].file_size} bytes; a manifest is at most {MAX_MANIFEST_BYTES}")
+        prefix = "" if top == PurePosixPath(".") else f"{top.as_posix()}/"
+        root = dest / top
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MANIFEST).write_bytes(_read_capped(zf, manifests[0], MAX_MANIFEST_BYTES, zip_path))
+        manifest = load_manifest(root)
+        listed = manifest["files"]
+        entries = {}
+        for info in infos:
+            rel = info.filename[len(prefix):] if info.filename.startswith(prefix) else None
+            if info is manifests[0]:
+                continue
+            if rel not in listed:
+                raise PackageError(f"{zip_path}: entry {info.filename!r} is not listed in the manifest; refusing to extract")
+            if info.file_size != listed[rel]["bytes"]:
+                raise PackageError(f"{zip_path}: entry {info.filename!r} is {info.file_size} bytes, the manifest says {listed[rel]['bytes']}")
+            entries[rel] = info
+        missing = sorted(set(listed) - set(entries))
+        if missing:
+            raise PackageError(f"{zip_path}: {missing[0]!r} is listed in the manifest but not in the zip")
+        for rel, info in entries.items():
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            with zf.open(info) as src, open(target, "wb") as dst:
+                written = 0
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    written += len(chunk)
+                    if written > listed[rel]["bytes"]:
+                        raise PackageError(f"{zip_path}: entry {info.filename!r} inflates past its listed size")
+                    h.update(chunk)
+                    dst.write(chunk)
+            if h.hexdigest() != listed[rel]["sha256"]:
+                raise PackageError(f"{zip_path}: entry {info.filename!r}: sha256 mismatch (the file is corrupted or was modified)")
+    return root, manifest
+
+
+def _read_capped(zf: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, zip_path: Path) -> bytes:
+    with zf.open(info) as f:
+        data = f.read(cap + 1)
+    if len(data) > cap:
+        raise PackageError(f"{zip_path}: entry {info.filename!r} inflates past {cap} bytes")
+    return data
 
 
 def load_manifest(root: Path) -> dict:
+    """manifest.json, valid against the schema of its version, every path it names inside the package."""
     path = root / MANIFEST
     manifest = read_json(path, PackageError, f"manifest; {root} is not a package")
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise PackageError(f"{path}: not a {SCHEMA} manifest")
-    version = manifest.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PackageError(f"{path}: schema_version {version!r} is not supported by this SDK (it reads version {SCHEMA_VERSION})")
-    missing = [k for k in REQUIRED_KEYS if k not in manifest]
-    if missing:
-        raise PackageError(f"{path}: missing key(s) {missing}")
+    validate_document(manifest, "manifest", path, PackageError)
+    listed = manifest["files"]
+    for where, rel in referenced_files(manifest):
+        if rel not in listed:
+            raise PackageError(f"{path}: {where} names {rel!r}, which is not listed in $.files (not checksummed)")
+    for rel in listed:
+        if not _inside(root, rel):
+            raise PackageError(f"{path}: $.files names {rel!r}, which resolves outside the package")
     return manifest
+
+
+def referenced_files(manifest: dict) -> list[tuple[str, str]]:
+    """(JSON path, file) for every file the manifest points at: components, chunks, tokenizer, test vectors."""
+    refs = [("$.tokenizer.file", manifest["tokenizer"]["file"])]
+    for target, spec in manifest["targets"].items():
+        for comp, c in spec["components"].items():
+            if c.get("file"):
+                refs.append((f"$.targets.{target}.components.{comp}.file", c["file"]))
+            for i, chunk in enumerate(c.get("chain") or []):
+                refs.append((f"$.targets.{target}.components.{comp}.chain[{i}].file", chunk["file"]))
+    for name, vec in manifest["test_vectors"].items():
+        for side in ("inputs", "outputs"):
+            for key, t in vec[side].items():
+                refs.append((f"$.test_vectors.{name}.{side}.{key}.file", t["file"]))
+    return refs
+
+
+def _inside(root: Path, rel: str) -> bool:
+    base = root.resolve()
+    return (base / rel).resolve().is_relative_to(base)
 
 
 def verify_files(root: Path, manifest: dict) -> None:
     listed = manifest["files"]
     for rel, info in listed.items():
         p = root / rel
+        if p.is_symlink():
+            raise PackageError(f"{p}: a symbolic link; packages hold plain files only")
         if not p.is_file():
             raise PackageError(f"{p}: listed in the manifest but missing")
         if p.stat().st_size != info["bytes"]:

@@ -22,9 +22,11 @@ from tqdm.auto import tqdm
 from . import __version__
 from .atomic import atomic_dir
 from .config import ModelConfig, SchedulerConfig, from_dict, load_preset, read_json
+from .contract.validate import validate_document
 from .errors import ConfigError, GenerationCancelled, WeightsError
 from .models import AutoencoderKL, ByteTokenizer, TextEncoder, VAEDecoder, VideoUNet
 from .models.step_aware import StepAwareUNet
+from .plan import PlanLike, StepPlans
 from .scheduler import RectifiedFlowScheduler
 
 MODEL_INDEX = "model_index.json"
@@ -51,21 +53,22 @@ class VideoPipeline:
         self.trained = trained
         # Exported programs have static shapes: (num_frames, height, width) they accept, if fixed.
         self.fixed_size: tuple[int, int, int] | None = None
+        self.fixed_steps: int | None = None  # a package's step table is fixed too
         self._progress = True
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def from_config(cls, config: ModelConfig, seed: int = 0, plan: dict | list[dict] | None = None) -> "VideoPipeline":
+    def from_config(cls, config: ModelConfig, seed: int = 0, plan: PlanLike | None = None) -> "VideoPipeline":
         """Fresh (untrained) components, initialised deterministically from `seed`.
 
-        `plan` is one plan spec, or a list of specs (one per denoising step) for a step-aware UNet.
+        `plan` is one plan spec, a list of specs (one per denoising step: a step-aware UNet), or StepPlans.
         """
+        step_plans = StepPlans.of(plan) if plan is not None else None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            step_specs = plan if isinstance(plan, list) else None
-            unet = VideoUNet(config.unet, plan=step_specs[0] if step_specs else plan).eval()
-            if step_specs and len(step_specs) > 1:
-                unet = StepAwareUNet(unet, step_specs).eval()
+            unet = VideoUNet(config.unet, plan=step_plans.specs[0] if step_plans else None).eval()
+            if step_plans and step_plans.step_aware:
+                unet = StepAwareUNet(unet, step_plans.per_step(config.scheduler.num_inference_steps)).eval()
             text_encoder = TextEncoder(config.text_encoder).eval()
             vae = AutoencoderKL(config.vae).eval()
         base = unet.views[0] if isinstance(unet, StepAwareUNet) else unet
@@ -73,15 +76,14 @@ class VideoPipeline:
         return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=False)
 
     @classmethod
-    def from_preset(cls, name: str, seed: int = 0, plan: dict | list[dict] | None = None) -> "VideoPipeline":
+    def from_preset(cls, name: str, seed: int = 0, plan: PlanLike | None = None) -> "VideoPipeline":
         return cls.from_config(load_preset(name), seed=seed, plan=plan)
 
-    def with_step_plans(self, step_specs: list[dict]) -> "VideoPipeline":
-        """The same weights with one plan per step. Slots given an op the model has no weights for get
-        fresh identity layers, listed in `unet.untrained_layers`."""
-        if len(step_specs) != self.config.scheduler.num_inference_steps:
-            raise ConfigError(f"{len(step_specs)} step plans for a {self.config.scheduler.num_inference_steps}-step model")
-        unet = StepAwareUNet(self.unet, step_specs).eval()
+    def with_step_plans(self, plans: PlanLike) -> "VideoPipeline":
+        """The same weights with one plan per step (one plan is used for every step). Slots given an op
+        the model has no weights for get fresh identity layers, listed in `unet.untrained_layers`."""
+        specs = StepPlans.of(plans).per_step(self.config.scheduler.num_inference_steps)
+        unet = StepAwareUNet(self.unet, specs).eval()
         return VideoPipeline(self.config, self.text_encoder, unet, self.vae_decoder, self.tokenizer, self.trained)
 
     @classmethod
@@ -91,11 +93,10 @@ class VideoPipeline:
         if not index_path.is_file():
             raise WeightsError(f"{index_path}: missing; {directory} is not a model folder (see save_pretrained)")
         index = read_json(index_path, what="model index")
-        if index.get("format") != MODEL_FORMAT or index.get("format_version") != MODEL_FORMAT_VERSION:
-            raise ConfigError(
-                f"{index_path}: format {index.get('format')!r} version {index.get('format_version')!r} is not "
-                f"{MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}"
-            )
+        if not isinstance(index, dict) or index.get("format") != MODEL_FORMAT:
+            raise ConfigError(f"{index_path}: format {index.get('format') if isinstance(index, dict) else None!r} "
+                              f"is not {MODEL_FORMAT!r} version {MODEL_FORMAT_VERSION}")
+        validate_document(index, "model_index", index_path, ConfigError)
         unet = VideoUNet.from_pretrained(directory / "unet")
         text_encoder = TextEncoder.from_pretrained(directory / "text_encoder")
         vae = AutoencoderKL.from_pretrained(directory / "vae")
@@ -153,6 +154,8 @@ class VideoPipeline:
         steps = num_inference_steps or cfg.scheduler.num_inference_steps
         num_frames, height, width = num_frames or cfg.num_frames, height or cfg.height, width or cfg.width
         cfg.check_size(height, width, num_frames)
+        if self.fixed_steps and steps != self.fixed_steps:
+            raise ConfigError(f"this package was exported for {self.fixed_steps} denoising steps; got {steps}")
         if self.fixed_size and (num_frames, height, width) != self.fixed_size:
             f, h, w = self.fixed_size
             raise ConfigError(f"this package was exported for {f} frames at {w}x{h}; got {num_frames} frames at {width}x{height}")
@@ -166,8 +169,7 @@ class VideoPipeline:
         uncond = self.text_encoder(self.tokenizer([""] * len(prompts)))[0] if guidance != 1.0 else None
         timings["text_encoder_ms"] = (time.perf_counter() - start) * 1e3
 
-        f = cfg.vae.downsample_factor
-        shape = (len(prompts), cfg.vae.latent_channels, num_frames, height // f, width // f)
+        shape = self.latent_shape(num_frames, height, width, batch=len(prompts))
         if latents is None:
             latents = torch.randn(shape, generator=generator, dtype=torch.float32)
         elif tuple(latents.shape) != shape:
@@ -191,6 +193,14 @@ class VideoPipeline:
         frames = self.decode(latents)
         timings["vae_decoder_ms"] = (time.perf_counter() - start) * 1e3
         return VideoPipelineOutput(frames=frames, latents=latents, timings_ms=timings)
+
+    def latent_shape(self, num_frames: int | None = None, height: int | None = None, width: int | None = None,
+                     batch: int = 1) -> tuple[int, int, int, int, int]:
+        """[B, C, T, h, w] of the initial noise (the model's own size for what is not given)."""
+        cfg = self.config
+        f = cfg.vae.downsample_factor
+        return (batch, cfg.vae.latent_channels, num_frames or cfg.num_frames, (height or cfg.height) // f,
+                (width or cfg.width) // f)
 
     def unet_for_step(self, step: int):
         """The UNet of denoising step `step` (step-aware models run a different plan per step)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Mapping, Sequence, Union
 
 from .config import UNetConfig, read_json
 from .errors import PlanError
@@ -125,26 +125,88 @@ def _is_glob(key: str) -> bool:
     return any(ch in key for ch in "*?[")
 
 
-def load_plan_file(path: str | Path) -> list[dict[str, str]]:
-    """Read a plan file; returns one spec per step, or a single spec for all steps.
+PLAN_FORMAT = "mobile-sdk-plan"
+PLAN_VERSION = 1
+
+
+@dataclass(frozen=True)
+class StepPlans:
+    """What a plan file holds: one plan spec for every denoising step, or one per step (step-aware, DDSM).
+
+    The one type for "a plan, or one per step": expanding to steps, counting against the model's steps
+    and validating against a config happen here and nowhere else.
+    """
+
+    specs: tuple[Mapping[str, str], ...]
+    source: str = "plan"
+
+    def __post_init__(self):
+        if not self.specs:
+            raise PlanError(f"{self.source}: no plan given")
+
+    @classmethod
+    def of(cls, plans: "StepPlans | Mapping[str, str] | Sequence[Mapping[str, str]]", source: str = "plan") -> "StepPlans":
+        """From one spec (or TemporalPlan), a list of specs, or a StepPlans (returned as is)."""
+        if isinstance(plans, StepPlans):
+            return plans
+        if isinstance(plans, Mapping):
+            return cls((dict(plans),), source)
+        return cls(tuple(dict(p) for p in plans), source)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, index: int) -> Mapping[str, str]:
+        return self.specs[index]
+
+    @property
+    def step_aware(self) -> bool:
+        return len(self.specs) > 1
+
+    def per_step(self, num_steps: int) -> list[dict[str, str]]:
+        """One spec per denoising step; a step-aware file must have exactly `num_steps`."""
+        if not self.step_aware:
+            return [dict(self.specs[0]) for _ in range(num_steps)]
+        if len(self.specs) != num_steps:
+            raise PlanError(f"{self.source}: {len(self.specs)} step plans for a {num_steps}-step model")
+        return [dict(s) for s in self.specs]
+
+    def resolve(self, cfg: UNetConfig) -> list[TemporalPlan]:
+        """Each spec checked against the config; errors name the file (and the step)."""
+        return [TemporalPlan.resolve(s, cfg, source=f"{self.source}: step {i}" if self.step_aware else self.source)
+                for i, s in enumerate(self.specs)]
+
+    def single(self, why: str) -> dict[str, str]:
+        """The one plan of a non-step-aware file; `why` says why only one plan is accepted."""
+        if self.step_aware:
+            raise PlanError(f"{self.source}: {why}; this file has one plan per step")
+        return dict(self.specs[0])
+
+    def to_file_dict(self, **metadata) -> dict:
+        """The plan file's JSON (schema mobile_sdk/contract/schemas/plan.v1.schema.json), with metadata."""
+        head = {"format": PLAN_FORMAT, "version": PLAN_VERSION, **metadata}
+        if not self.step_aware:
+            return {**head, "slots": dict(self.specs[0])}
+        return {**head, "steps": [{"slots": dict(s)} for s in self.specs]}
+
+
+PlanLike = Union[StepPlans, Mapping[str, str], Sequence[Mapping[str, str]]]
+
+
+def load_plan_file(path: str | Path) -> StepPlans:
+    """Read and validate a plan file (schema plan.v1; files without "format"/"version" are read as v1).
 
     `{"slots": {slot-or-glob: op}}` is one plan for every step; `{"steps": [{"slots": ...}, ...]}` gives
-    each denoising step its own plan (step-aware). Other keys, e.g. search metadata, are ignored.
+    each denoising step its own plan (step-aware). Other keys, e.g. search metadata, are kept out.
     """
+    from .contract.validate import validate_document
+
     path = Path(path)
     data = read_json(path, PlanError, "plan file")
-    usage = (f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op, '
-             f'or a "steps" list of such objects (one per denoising step)')
-    if isinstance(data, dict) and isinstance(data.get("slots"), dict):
-        return [data["slots"]]
-    if isinstance(data, dict) and isinstance(data.get("steps"), list) and data["steps"]:
-        if all(isinstance(s, dict) and isinstance(s.get("slots"), dict) for s in data["steps"]):
-            return [s["slots"] for s in data["steps"]]
-    raise PlanError(usage)
-
-
-def plan_file_dict(plans: TemporalPlan | list[TemporalPlan], **metadata) -> dict:
-    """The JSON form `load_plan_file` reads (one plan, or one per step), with optional metadata."""
-    if isinstance(plans, TemporalPlan):
-        return {**metadata, "slots": plans.to_dict()}
-    return {**metadata, "steps": [{"slots": p.to_dict()} for p in plans]}
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), (dict, list)) for k in ("slots", "steps")):
+        raise PlanError(f'{path}: a plan file is a JSON object with a "slots" mapping of slot id (or glob) to op, '
+                        f'or a "steps" list of such objects (one per denoising step)')
+    validate_document(data, "plan", path, PlanError)
+    if "slots" in data:
+        return StepPlans((data["slots"],), str(path))
+    return StepPlans(tuple(s["slots"] for s in data["steps"]), str(path))

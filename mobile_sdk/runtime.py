@@ -12,8 +12,27 @@ import torch
 from .config import SchedulerConfig, model_config_from_dict
 from .errors import SDKError
 from .models import ByteTokenizer
-from .package import MANIFEST, Package, PackageError, open_package
+from .package import COMPONENTS, MANIFEST, Package, PackageError, open_package
 from .pipeline import VideoPipeline
+from .quiet import native_stderr_quiet
+
+
+def check_program_header(path: Path) -> None:
+    """What can be checked before ExecuTorch sees the bytes (it aborts the process on some garbage): the
+    flatbuffer identifier `ETnn` at offset 4 and, when present, the extended header's sizes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+        size = path.stat().st_size
+    except OSError as e:
+        raise PackageError(f"{path}: cannot read the program ({e.strerror})") from None
+    if len(head) < 8 or head[4:6] != b"ET" or not head[6:8].isdigit():
+        raise PackageError(f"{path}: not an ExecuTorch program (no 'ETnn' identifier in its header)")
+    if head[8:12] == b"eh00" and len(head) >= 32:
+        program_size = int.from_bytes(head[16:24], "little")
+        segment_base = int.from_bytes(head[24:32], "little")
+        if program_size > size or segment_base > size:
+            raise PackageError(f"{path}: header says {max(program_size, segment_base)} bytes, the file has {size} (truncated?)")
 
 
 class ExecuTorchProgram:
@@ -25,8 +44,10 @@ class ExecuTorchProgram:
         except ImportError as e:  # pragma: no cover - executorch is a dependency
             raise SDKError(f"the ExecuTorch runtime is not installed ({e})") from None
         self.path = path
+        check_program_header(path)
         try:
-            self.program = Runtime.get().load_program(str(path))
+            with native_stderr_quiet():
+                self.program = Runtime.get().load_program(str(path))
         except Exception as e:  # noqa: BLE001 - the runtime raises bare RuntimeErrors
             raise PackageError(f"{path}: ExecuTorch cannot load this program ({e})") from None
         self._methods: dict[str, object] = {}
@@ -34,13 +55,16 @@ class ExecuTorchProgram:
     def method(self, name: str):
         if name not in self._methods:
             try:
-                self._methods[name] = self.program.load_method(name)
+                with native_stderr_quiet():
+                    self._methods[name] = self.program.load_method(name)
             except Exception as e:  # noqa: BLE001
                 raise PackageError(f"{self.path}: cannot load method {name!r} ({e})") from None
         return self._methods[name]
 
     def run(self, name: str, *inputs: torch.Tensor) -> list[torch.Tensor]:
-        return list(self.method(name).execute([x.contiguous() for x in inputs]))
+        method = self.method(name)
+        with native_stderr_quiet():
+            return list(method.execute([x.contiguous() for x in inputs]))
 
 
 def _per_item(fn, *batched: torch.Tensor) -> list[torch.Tensor]:
@@ -50,11 +74,11 @@ def _per_item(fn, *batched: torch.Tensor) -> list[torch.Tensor]:
 
 
 class ETTextEncoder:
-    def __init__(self, program: ExecuTorchProgram):
-        self.program = program
+    def __init__(self, program: ExecuTorchProgram, method: str):
+        self.program, self.method = program, method
 
     def __call__(self, input_ids: torch.Tensor):
-        hidden, pooled = _per_item(lambda ids: self.program.run("forward", ids), input_ids)
+        hidden, pooled = _per_item(lambda ids: self.program.run(self.method, ids), input_ids)
         return hidden, pooled
 
 
@@ -79,15 +103,15 @@ class ETUNet:
 
 
 class ETDecoder:
-    def __init__(self, program: ExecuTorchProgram, frames_per_call: int):
-        self.program, self.frames_per_call = program, frames_per_call
+    def __init__(self, program: ExecuTorchProgram, method: str, frames_per_call: int):
+        self.program, self.method, self.frames_per_call = program, method, frames_per_call
 
     def __call__(self, latents: torch.Tensor) -> torch.Tensor:
         n = latents.shape[0]
         if n < self.frames_per_call:  # pad the last chunk to the exported shape
             pad = latents[-1:].expand(self.frames_per_call - n, *latents.shape[1:])
             latents = torch.cat([latents, pad])
-        (rgb,) = self.program.run("forward", latents)
+        (rgb,) = self.program.run(self.method, latents)
         return rgb[:n]
 
 
@@ -103,17 +127,22 @@ def pipeline_from_package(package: Package | str | Path, target: str = "executor
     steps = m["steps"]
     config.scheduler = SchedulerConfig(num_inference_steps=len(steps), timesteps=tuple(s["timestep"] for s in steps))
     config.guidance_scale = m["scheduler"].get("guidance_scale", 1.0)
-    programs = {c: ExecuTorchProgram(pkg.path(pkg.component(target, c)["file"])) for c in ("text_encoder", "unet", "vae_decoder")}
-    decoder_spec = pkg.component(target, "vae_decoder")["methods"]["forward"]["inputs"][0]
-    tok = m["tokenizer"]
+    missing = sorted({s["unet_method"] for s in steps} - set(pkg.component(target, "unet")["methods"]))
+    if missing:
+        raise PackageError(f"{pkg.root / MANIFEST}: $.steps name UNet method(s) {', '.join(missing)} that "
+                           f"{pkg.component(target, 'unet')['file']} does not declare")
+    programs = {c: ExecuTorchProgram(pkg.path(pkg.component(target, c)["file"])) for c in COMPONENTS}
+    methods = {c: pkg.single_method(target, c) for c in ("text_encoder", "vae_decoder")}
+    decoder_input = pkg.component(target, "vae_decoder")["methods"][methods["vae_decoder"]]["inputs"][0]
     pipe = VideoPipeline(
         config,
-        ETTextEncoder(programs["text_encoder"]),
+        ETTextEncoder(programs["text_encoder"], methods["text_encoder"]),
         ETUNet(programs["unet"], [s["unet_method"] for s in steps]),
-        ETDecoder(programs["vae_decoder"], decoder_spec["shape"][0]),
-        ByteTokenizer(tok["max_length"]),
+        ETDecoder(programs["vae_decoder"], methods["vae_decoder"], decoder_input["shape"][0]),
+        ByteTokenizer(pkg.tokenizer_spec()["max_length"]),
         trained=m["model"].get("trained", True),
     )
     pipe.fixed_size = (m["video"]["num_frames"], m["video"]["height"], m["video"]["width"])
+    pipe.fixed_steps = len(steps)
     pipe.package = pkg  # keep the (possibly extracted) package alive as long as the pipeline
     return pipe

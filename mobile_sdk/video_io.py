@@ -1,4 +1,4 @@
-"""Write frames as H.264 MP4 (PyAV) or GIF (Pillow), atomically."""
+"""Write frames as H.264 MP4 (PyAV), GIF (Pillow) or .npy (the exact uint8 frames), atomically."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,14 +16,37 @@ def _check_frames(frames: np.ndarray) -> np.ndarray:
     return frames
 
 
+VIDEO_SUFFIXES = (".mp4", ".gif", ".npy")
+
+
+def check_video_path(path: str | Path) -> Path:
+    """Refuse an unknown extension or an unwritable folder before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in VIDEO_SUFFIXES:
+        raise SDKError(f"{path}: unknown output type {path.suffix or '(none)'!r}; use {', '.join(VIDEO_SUFFIXES)}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SDKError(f"{path}: cannot create its folder ({e.strerror})") from None
+    if path.is_dir():
+        raise SDKError(f"{path}: is a folder")
+    return path
+
+
 def export_to_video(frames: np.ndarray, path: str | Path, fps: int = 8) -> Path:
-    """uint8 frames [T, H, W, 3] -> H.264 MP4 (yuv420p; odd sizes are padded to even by repeating edges)."""
+    """uint8 frames [T, H, W, 3] -> H.264 MP4 (yuv420p; odd sizes are padded to even by repeating edges),
+    GIF, or .npy holding the frames exactly (to compare runtimes frame for frame)."""
     import av
 
     frames = _check_frames(frames)
-    path = Path(path)
+    path = check_video_path(path)
     if path.suffix.lower() == ".gif":
         return export_to_gif(frames, path, fps)
+    if path.suffix.lower() == ".npy":
+        with atomic_file(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, frames, allow_pickle=False)
+        return path
     t, h, w, _ = frames.shape
     if h % 2 or w % 2:
         frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")

@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+from mobile_sdk import cli_types
 from mobile_sdk.errors import SDKError
 
 # Heavier imports (torch, executorch, the export layer) happen inside the subcommands, so that building
@@ -22,13 +23,13 @@ def config_at(preset: str, height: int | None, width: int | None, frames: int | 
 
 
 def _blocks(args):
-    from export.model_blocks import model_blocks
+    from export.nas.model_blocks import model_blocks
 
     return model_blocks(config_at(args.preset, args.height, args.width, args.frames))
 
 
 def _measure(args, device, tool: str) -> int:
-    from export.predictor import LatencyPredictor
+    from export.nas.efficiency_predictor import LatencyPredictor
 
     from .breakdown import write_breakdown
     from .harness import profile
@@ -65,7 +66,7 @@ def cmd_android(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from export.latency_table import save_table
+    from export.nas.latency_table import save_table
 
     from .ingest import ingest_results
 
@@ -84,7 +85,7 @@ def cmd_coreml_programs(args) -> int:
 
 
 def cmd_coreml(args) -> int:
-    from export.latency_table import save_table
+    from export.nas.latency_table import save_table
 
     from .coreml_bench import time_coreml_programs
     from .ingest import ingest_results
@@ -98,8 +99,8 @@ def cmd_coreml(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from export.latency_table import save_table
-    from export.predictor import LatencyPredictor
+    from export.nas.latency_table import save_table
+    from export.nas.efficiency_predictor import LatencyPredictor
 
     from .estimate import estimate_table
 
@@ -127,7 +128,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_calibrate(args) -> int:
-    from export.latency_table import save_table
+    from export.nas.latency_table import save_table
 
     from .devices import HostDevice
     from .validate import calibrate
@@ -141,7 +142,7 @@ def cmd_calibrate(args) -> int:
 
 
 def _host_table(path: str):
-    from export.latency_table import load_table
+    from export.nas.latency_table import load_table
 
     table = load_table(path)
     if table.provenance["kind"] != "measured" or not table.header["device"]["model"].startswith("host"):
@@ -156,18 +157,18 @@ def add_profile_parser(sub) -> None:
 
     def shape_args(q, out_required=True):
         q.add_argument("--preset", default="small")
-        q.add_argument("--height", type=int, help="pixels (default: the preset's)")
-        q.add_argument("--width", type=int)
-        q.add_argument("--frames", type=int)
+        q.add_argument("--height", type=cli_types.count, help="pixels (default: the preset's)")
+        q.add_argument("--width", type=cli_types.count)
+        q.add_argument("--frames", type=cli_types.count)
         q.add_argument("--out", required=out_required, help="table JSON")
 
     def measure_args(q):
         shape_args(q)
         q.add_argument("--quantize", choices=["none", "int8"], default="none")
-        q.add_argument("--threads", type=int, help="runtime threads (default: all cores)")
-        q.add_argument("--warmup", type=int, default=5)
-        q.add_argument("--runs", type=int, default=20, help="timed runs per runner process")
-        q.add_argument("--rounds", type=int, default=5, help="runner processes per entry (their median is kept)")
+        q.add_argument("--threads", type=cli_types.count, help="runtime threads (default: all cores)")
+        q.add_argument("--warmup", type=cli_types.nonneg_count, default=5)
+        q.add_argument("--runs", type=cli_types.count, default=20, help="timed runs per runner process")
+        q.add_argument("--rounds", type=cli_types.count, default=5, help="runner processes per entry (their median is kept)")
 
     h = ps.add_parser("host", help="measure every table entry on this machine (resumable)")
     measure_args(h)
@@ -189,8 +190,8 @@ def add_profile_parser(sub) -> None:
     c = ps.add_parser("coreml", help="macOS: time Core ML micro-models with coremltools and write a table")
     c.add_argument("--programs", required=True, help="folder from `profile coreml-programs`")
     c.add_argument("--compute-units", default="cpuAndNeuralEngine", choices=["all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine"])
-    c.add_argument("--warmup", type=int, default=5)
-    c.add_argument("--runs", type=int, default=20)
+    c.add_argument("--warmup", type=cli_types.nonneg_count, default=5)
+    c.add_argument("--runs", type=cli_types.count, default=20)
     c.add_argument("--out", required=True)
     c.set_defaults(func=cmd_coreml)
     e = ps.add_parser("estimate", help="write an ESTIMATED table for a phone from a roofline model")
@@ -200,13 +201,13 @@ def add_profile_parser(sub) -> None:
     v = ps.add_parser("validate", help="predicted vs measured latency of random plans on this host")
     shape_args(v, out_required=False)
     v.add_argument("--table", required=True)
-    v.add_argument("--plans", type=int, default=20, help="how many random plans (the preset's own plan first)")
+    v.add_argument("--plans", type=cli_types.count, default=20, help="how many random plans (the preset's own plan first)")
     v.add_argument("--plan-file", action="append", help="measure these plan files (e.g. search results) instead; repeatable")
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=cli_types.seed, default=0)
     v.set_defaults(func=cmd_validate)
     k = ps.add_parser("calibrate", help="fit the table's UNet-call correction on whole-UNet programs (this host)")
     shape_args(k, out_required=False)
     k.add_argument("--table", required=True, help="host table to update")
-    k.add_argument("--plans", type=int, default=8)
-    k.add_argument("--seed", type=int, default=1000, help="keep apart from validate's seed")
+    k.add_argument("--plans", type=cli_types.count, default=8)
+    k.add_argument("--seed", type=cli_types.seed, default=1000, help="keep apart from validate's seed")
     k.set_defaults(func=cmd_calibrate)

@@ -1,7 +1,7 @@
 """Core ML micro-models (one .mlpackage per table entry) and, on macOS, timing them.
 
 Building works anywhere coremltools converts (Linux included): the models are converted exactly like
-the package's (export.coreml_lowering.convert: ANE layout, fp16 ML Program). The folder they go to
+the package's (export.lowering.coreml.convert: ANE layout, fp16 ML Program). The folder they go to
 holds index.json ({file: signature}), which the iOS demo app's benchmark screen reads; it writes the
 results format of profiling.ingest. On a Mac, `time_coreml_programs` measures the same models with
 coremltools' predict and writes that format too, so both go through one ingestion path.
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export.coreml_lowering import CoreMLOptions, convert, dir_bytes
-from export.model_blocks import ModelBlocks
+from export.lowering.coreml import CoreMLOptions, convert, dir_bytes
+from export.nas.model_blocks import ModelBlocks
 from mobile_sdk.atomic import atomic_file
 from mobile_sdk.errors import SDKError
 

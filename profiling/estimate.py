@@ -19,8 +19,8 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from export.latency_table import LatencyTable, TableEntry, TableError
-from export.model_blocks import CALL_SIGNATURE, ModelBlocks
+from export.nas.latency_table import LatencyTable, TableEntry, TableError
+from export.nas.model_blocks import CALL_SIGNATURE, ModelBlocks
 from mobile_sdk import __version__
 
 SPECS_FILE = Path(__file__).with_name("device_specs.json")

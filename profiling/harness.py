@@ -14,9 +14,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from export.latency_table import LatencyTable, TableEntry, TableError, load_table, save_table
-from export.model_blocks import ModelBlocks
-from export.package_writer import tool_versions
+from export.nas.latency_table import LatencyTable, TableEntry, TableError, load_table, save_table
+from export.nas.model_blocks import ModelBlocks
+from export.lowering.package_writer import tool_versions
 from mobile_sdk import __version__
 from mobile_sdk.atomic import atomic_file
 from mobile_sdk.config import ModelConfig, read_json

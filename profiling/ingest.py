@@ -18,19 +18,17 @@ file names to signatures), so signatures match the predictor's.
 from __future__ import annotations
 
 import datetime
-import math
 from pathlib import Path
 
-from export.latency_table import LatencyTable, TableEntry, TableError
+from export.nas.latency_table import LatencyTable, TableEntry, TableError
 from mobile_sdk import __version__
 from mobile_sdk.config import read_json
+from mobile_sdk.contract.validate import validate_document
 
 from .runner import TRIM_FRACTION, summarize
 
 RESULTS_FORMAT = "mobile-sdk-coreml-benchmark"
-RESULTS_VERSION = 1
-COMPUTE_UNITS = ("all", "cpuOnly", "cpuAndGPU", "cpuAndNeuralEngine")
-REQUIRED = ("tool", "device", "runtime", "compute_units", "date", "preset", "quantize", "resolution", "warmup", "results")
+RESULTS_VERSION = 1  # schema: mobile_sdk/contract/schemas/coreml-benchmark.v1.schema.json
 
 
 def ingest_results(path: str | Path) -> LatencyTable:
@@ -38,21 +36,10 @@ def ingest_results(path: str | Path) -> LatencyTable:
     data = read_json(path, TableError, "benchmark results file")
     if not isinstance(data, dict) or data.get("format") != RESULTS_FORMAT:
         raise TableError(f"{path}: not a Core ML benchmark result (expected \"format\": \"{RESULTS_FORMAT}\")")
-    if data.get("version") != RESULTS_VERSION:
-        raise TableError(f"{path}: unsupported version {data.get('version')!r}; this SDK reads {RESULTS_VERSION}")
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise TableError(f"{path}: missing {', '.join(missing)}")
-    if data["compute_units"] not in COMPUTE_UNITS:
-        raise TableError(f"{path}: compute_units must be one of {', '.join(COMPUTE_UNITS)}")
+    validate_document(data, "coreml_benchmark", path, TableError)
     entries = {}
-    for i, r in enumerate(data["results"]):
-        sig, times = r.get("signature"), r.get("times_ms")
-        if not isinstance(sig, str) or not sig:
-            raise TableError(f"{path}: results[{i}] has no signature")
-        if not isinstance(times, list) or not times or not all(
-                isinstance(t, (int, float)) and math.isfinite(t) and t >= 0 for t in times):
-            raise TableError(f"{path}: results[{i}] ({sig}): times_ms must be a non-empty list of finite numbers >= 0")
+    for r in data["results"]:
+        sig, times = r["signature"], r["times_ms"]
         if sig in entries:
             raise TableError(f"{path}: signature {sig!r} appears twice")
         entries[sig] = TableEntry(**summarize([times]), peak_memory_bytes=int(r.get("peak_memory_bytes", 0)),

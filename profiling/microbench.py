@@ -1,5 +1,5 @@
 """One small ExecuTorch program per table entry, lowered exactly as `mobile-sdk export` lowers
-(export.executorch_lowering: same partitioner, same PT2E int8 path)."""
+(export.lowering.executorch: same partitioner, same PT2E int8 path)."""
 from __future__ import annotations
 
 import hashlib
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from export.executorch_lowering import MethodSpec, lower_program
-from export.model_blocks import Block
+from export.lowering.executorch import MethodSpec, lower_program
+from export.nas.model_blocks import Block
 from mobile_sdk.atomic import atomic_file
 
 

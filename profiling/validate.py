@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from export.latency_table import LatencyTable
-from export.model_blocks import ModelBlocks
-from export.predictor import LatencyPredictor
+from export.nas.latency_table import LatencyTable
+from export.nas.model_blocks import ModelBlocks
+from export.nas.efficiency_predictor import LatencyPredictor
 from mobile_sdk.atomic import atomic_file
 from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
-from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
+from mobile_sdk.plan import TEMPORAL_OPS, StepPlans, TemporalPlan
 
 from .microbench import lower_to_file
 from .runner import measure_interleaved, summarize
@@ -105,13 +105,13 @@ def calibrate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | P
 
 
 def validate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | Path, *, n_plans: int = 20,
-             plans: list[list[dict]] | None = None, seed: int = 0, progress: bool = True, log=print) -> dict:
+             plans: list[StepPlans] | None = None, seed: int = 0, progress: bool = True, log=print) -> dict:
     out = Path(out_dir)
     meter = _meter(blocks, table, device, out, seed)
     predictor, additive = LatencyPredictor(table, blocks), LatencyPredictor(table, blocks, calibrated=False)
     te_key, vae_key = meter.add_components()
-    candidates = plans or [[p] for p in random_plans(blocks, n_plans, seed)]
-    expanded = [spec_list * blocks.steps if len(spec_list) == 1 else spec_list for spec_list in candidates]
+    candidates = [StepPlans.of(p) for p in plans] if plans else [StepPlans.of(p) for p in random_plans(blocks, n_plans, seed)]
+    expanded = [p.per_step(blocks.steps) for p in candidates]
     keys = [[meter.add_unet(spec) for spec in specs] for specs in tqdm(expanded, desc="lowering plans", disable=not progress)]
     ms = meter.measure(progress)
     te_ms, vae_ms = ms[te_key], ms[vae_key]
@@ -120,7 +120,7 @@ def validate(blocks: ModelBlocks, table: LatencyTable, device, out_dir: str | Pa
         per_step = [ms[k] for k in step_keys]
         calls = blocks.unet_calls_per_step
         pred, plain = predictor.predict(specs), additive.predict(specs)
-        rows.append({"plans": spec_list,
+        rows.append({"plans": [dict(s) for s in spec_list.specs],
                      "measured_unet_call_ms": float(np.mean(per_step)),
                      "predicted_unet_call_ms": float(np.mean(pred.unet_step_ms)) / calls,
                      "additive_unet_call_ms": float(np.mean(plain.unet_step_ms)) / calls,

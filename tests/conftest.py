@@ -29,6 +29,76 @@ def randomize_temporal(unet, seed: int = 0) -> None:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.2)
 
 
+STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}] * 2 + [{"down0.*": "conv3d", "up0.*": "conv1d"}] * 2
+
+
+@pytest.fixture(scope="session")
+def step_aware_package(tmp_path_factory):
+    """One ExecuTorch export shared by the session: a step-aware tiny model (two distinct plans -> two
+    methods), parity-checked, with its zip."""
+    from export.lowering.package_writer import export_package
+
+    pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
+    for view in pipe.unet.views:
+        randomize_temporal(view, seed=1)
+    pipe.set_progress_bar_config(disable=True)
+    path = tmp_path_factory.mktemp("pkg") / "tiny.mobilepkg"
+    manifest = export_package(pipe, path, check=True, make_zip=True, preset="tiny", log=lambda s: None)
+    return pipe, path, manifest
+
+
+@pytest.fixture(scope="session")
+def coreml_packages(tmp_path_factory):
+    """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size."""
+    from export.lowering.coreml import CoreMLOptions
+    from export.lowering.package_writer import export_package
+
+    root = tmp_path_factory.mktemp("coreml")
+    single = VideoPipeline.from_preset("tiny", seed=0)
+    step_aware = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
+    quiet = dict(log=lambda s: None, preset="tiny", targets=("coreml",))
+    m1 = export_package(single, root / "fp16.mobilepkg", **quiet)
+    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6",
+                        coreml_options=CoreMLOptions(extra_sizes=[(8, 32, 32)]), **quiet)
+    return (single, root / "fp16.mobilepkg", m1), (step_aware, root / "pal6.mobilepkg", m2)
+
+
+@pytest.fixture(scope="session")
+def demo_package(tmp_path_factory):
+    """The shipped demo model as an ExecuTorch package (what the README's main job makes), exported once."""
+    from export.lowering.package_writer import export_package
+    from mobile_sdk.weights import default_model_dir
+
+    pipe = VideoPipeline.from_pretrained(default_model_dir())
+    pipe.set_progress_bar_config(disable=True)
+    path = tmp_path_factory.mktemp("demo") / "small.mobilepkg"
+    export_package(pipe, path, log=lambda s: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_blocks_session():
+    from export.nas.model_blocks import model_blocks
+
+    return model_blocks(load_preset("tiny"))
+
+
+@pytest.fixture(scope="session")
+def host_run(tmp_path_factory, tiny_blocks_session):
+    """A host latency table of the tiny preset measured by our runner (fast settings), shared by the session."""
+    from profiling.devices import HostDevice
+    from profiling.harness import profile
+
+    root = tmp_path_factory.mktemp("host")
+    table = profile(tiny_blocks_session, HostDevice(log=lambda _: None), root / "tiny.json", preset="tiny",
+                    work_dir=root / "programs", etdump_dir=root / "etdump", progress=False, log=lambda _: None,
+                    **FAST_PROFILE)
+    return root, table
+
+
+FAST_PROFILE = dict(warmup=1, runs=5, threads=1, rounds=2)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked macos need Core ML's runtime; say why they are skipped elsewhere."""
     import platform

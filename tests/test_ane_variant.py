@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from export.parity import psnr
+from export.lowering.parity import psnr
 from mobile_sdk.models import TextEncoder, VideoUNet
 from mobile_sdk.models.layers import set_attention_implementation
 

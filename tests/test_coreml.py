@@ -6,27 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.coreml_lowering import ane_unsupported_ops, inspect_mlpackage
-from export.package_writer import export_package
+from export.lowering.coreml import ane_unsupported_ops, inspect_mlpackage
+from export.lowering.package_writer import export_package
 from mobile_sdk.package import open_package
 from mobile_sdk.pipeline import VideoPipeline
 
-STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}] * 2 + [{"down0.*": "conv3d", "up0.*": "conv1d"}] * 2
-
-
-@pytest.fixture(scope="module")
-def coreml_packages(tmp_path_factory):
-    """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size."""
-    root = tmp_path_factory.mktemp("coreml")
-    single = VideoPipeline.from_preset("tiny", seed=0)
-    step_aware = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
-    from export.coreml_lowering import CoreMLOptions
-
-    quiet = dict(log=lambda s: None, preset="tiny", targets=("coreml",))
-    m1 = export_package(single, root / "fp16.mobilepkg", **quiet)
-    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6",
-                        coreml_options=CoreMLOptions(extra_sizes=[(8, 32, 32)]), **quiet)
-    return (single, root / "fp16.mobilepkg", m1), (step_aware, root / "pal6.mobilepkg", m2)
+from tests.conftest import STEP_PLANS
 
 
 def test_components_io_and_dtypes_match_the_manifest(coreml_packages):
@@ -63,7 +48,7 @@ def test_metadata_is_embedded(coreml_packages):
     meta = inspect_mlpackage(path / "coreml/unet.mlpackage")["metadata"]
     assert meta["mobile_sdk.preset"] == "tiny"
     assert meta["mobile_sdk.component"] == "unet"
-    assert "down0.res0" in json.loads(meta["mobile_sdk.temporal_plans"])["forward"]
+    assert "down0.res0" in json.loads(meta["mobile_sdk.temporal_plans"])["main"]
 
 
 def test_step_aware_multifunction_with_extra_size(coreml_packages):
@@ -88,7 +73,7 @@ def test_palettization_shrinks_the_weights(coreml_packages):
 
 
 def test_multifunction_needs_ios18(tmp_path):
-    from export.coreml_lowering import CoreMLOptions
+    from export.lowering.coreml import CoreMLOptions
 
     pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
     with pytest.raises(ValueError, match="need iOS 18"):
@@ -103,12 +88,12 @@ def test_coreml_matches_pytorch_on_macos(coreml_packages):
     """PSNR gate: Core ML (fp16, ANE layout) against eager PyTorch on the package's test vectors."""
     import coremltools as ct
 
-    from export.parity import psnr
+    from export.lowering.parity import psnr
 
     pipe, path, manifest = coreml_packages[0]
     with open_package(path) as pkg:
         for name, spec in manifest["test_vectors"].items():
-            if spec["component"] == "pipeline":
+            if spec["component"] in ("pipeline", "noise"):
                 continue
             model = ct.models.MLModel(str(pkg.path(pkg.component("coreml", spec["component"])["file"])))
             vec = pkg.test_vector(name)

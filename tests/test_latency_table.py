@@ -5,9 +5,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from export.latency_table import LatencyTable, TableEntry, TableError, load_table, save_table
-from export.model_blocks import CALL_SIGNATURE, model_blocks
-from export.predictor import LatencyPredictor
+from export.nas.latency_table import LatencyTable, TableEntry, TableError, load_table, save_table
+from export.nas.model_blocks import CALL_SIGNATURE, model_blocks
+from export.nas.efficiency_predictor import LatencyPredictor
 from mobile_sdk.config import load_preset
 from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan
 

@@ -1,36 +1,21 @@
 """Package round trip through ExecuTorch, and every way a package can be bad."""
 import json
+import os
 import shutil
+import tempfile
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from export.package_writer import export_package
+from export.lowering.package_writer import export_package
 from mobile_sdk.cli import main
 from mobile_sdk.package import SCHEMA_VERSION, PackageError, open_package
-from export.parity import psnr
+from export.lowering.parity import psnr
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.runtime import pipeline_from_package
-
-STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}, {"*": "attn1d", "mid.attn0": "attn3d"},
-              {"down0.*": "conv3d", "up0.*": "conv1d"}, {"down0.*": "conv3d", "up0.*": "conv1d"}]
-
-
-@pytest.fixture(scope="module")
-def step_aware_package(tmp_path_factory):
-    """One export shared by the tests: a step-aware tiny model (two distinct plans -> two methods)."""
-    from tests.conftest import randomize_temporal
-
-    pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
-    for view in pipe.unet.views:
-        randomize_temporal(view, seed=1)
-    pipe.set_progress_bar_config(disable=True)
-    path = tmp_path_factory.mktemp("pkg") / "tiny.mobilepkg"
-    manifest = export_package(pipe, path, check=True, make_zip=True, preset="tiny", log=lambda s: None)
-    return pipe, path, manifest
-
 
 def test_step_aware_plans_become_methods(step_aware_package):
     _, path, manifest = step_aware_package
@@ -79,13 +64,26 @@ def test_test_vectors_replay(step_aware_package):
     _, path, manifest = step_aware_package
     with open_package(path) as pkg:
         for name, spec in manifest["test_vectors"].items():
-            if spec["component"] == "pipeline":
+            if spec["component"] in ("pipeline", "noise"):
                 continue
             vec = pkg.test_vector(name)
             program = ExecuTorchProgram(pkg.path(pkg.component("executorch", spec["component"])["file"]))
             outputs = program.run(spec["method"], *(torch.from_numpy(v) for v in vec["inputs"].values()))
             for got, want in zip(outputs, vec["outputs"].values()):
                 assert psnr(want, got.numpy()) >= spec["min_psnr_db"], name
+
+
+def test_noise_vector_is_the_portable_generator(step_aware_package):
+    from mobile_sdk.noise import portable_normal
+
+    _, path, manifest = step_aware_package
+    assert manifest["noise"]["generator"] == "splitmix64-boxmuller-v1"
+    with open_package(path) as pkg:
+        spec = manifest["test_vectors"]["noise"]
+        noise = pkg.test_vector("noise")["outputs"]["noise"]
+        assert np.array_equal(noise, portable_normal(spec["seed"], noise.shape))
+        pipeline = pkg.test_vector("pipeline")["inputs"]["initial_latents"]
+        assert manifest["test_vectors"]["pipeline"]["seed"] == spec["seed"] and np.array_equal(pipeline, noise)
 
 
 def test_zip_opens_like_the_folder(step_aware_package):
@@ -170,7 +168,7 @@ def test_zip_slip_is_refused(tmp_path):
 
 
 def test_interrupted_export_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
-    import export.package_writer as writer
+    import export.lowering.package_writer as writer
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -190,7 +188,7 @@ def test_cli_export_errors(tmp_path, capsys):
 
 
 def test_calibration_captures_every_step(tiny_pipe):
-    from export.calibration import capture_calibration
+    from export.lowering.calibration import capture_calibration
 
     calib = capture_calibration(tiny_pipe, ["forward"] * 4, ["a red circle moving right", "a blue square moving up"])
     timesteps = sorted({round(float(args[1]), 4) for args in calib["unet/forward"]})
@@ -208,3 +206,106 @@ def test_int8_package_passes_its_gate(tmp_path, tiny_pipe):
     fp32 = export_package(tiny_pipe, tmp_path / "f.mobilepkg", log=lambda s: None)
     int8_bytes = manifest["targets"]["executorch"]["components"]["unet"]["bytes"]
     assert int8_bytes < 0.6 * fp32["targets"]["executorch"]["components"]["unet"]["bytes"]
+
+
+def test_generate_prints_only_its_own_lines(step_aware_package, tmp_path):
+    """No torchao load failures, torch deprecation warnings or ExecuTorch cpuinfo lines: only ours."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "v.npy"
+    proc = subprocess.run([sys.executable, "-m", "mobile_sdk.cli", "generate", "--package", str(step_aware_package[1]),
+                           "--prompt", "a red circle moving right", "--out", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = [ln for ln in (proc.stdout + proc.stderr).replace("\r", "\n").splitlines() if ln.strip()]
+    ours = ("wrote ", "denoising", "note: ")
+    assert [ln for ln in lines if not ln.startswith(ours)] == []
+    assert out.is_file()
+
+
+def test_export_never_replaces_what_it_did_not_write(tmp_path, capsys):
+    folder = tmp_path / "photos.mobilepkg"
+    folder.mkdir()
+    (folder / "holiday.jpg").write_bytes(b"precious")
+    assert main(["export", "--preset", "tiny", "--out", str(folder)]) == 2
+    assert "exists and is not a package; refusing to replace it" in capsys.readouterr().err
+    assert (folder / "holiday.jpg").read_bytes() == b"precious"
+    pkg = tmp_path / "old.mobilepkg"
+    pkg.mkdir()
+    (pkg / "manifest.json").write_text("{}")
+    assert main(["export", "--preset", "tiny", "--out", str(pkg)]) == 2
+    assert "pass --overwrite to replace it" in capsys.readouterr().err
+    assert (pkg / "manifest.json").read_text() == "{}"
+
+
+def test_garbage_program_with_a_matching_checksum_is_an_error_not_an_abort(pkg_copy):
+    """ExecuTorch aborts the process on some garbage; the header is checked before it sees the bytes."""
+    import hashlib
+
+    from mobile_sdk.runtime import ExecuTorchProgram
+
+    garbage = bytes(range(256)) * 64
+    (pkg_copy / "executorch/unet.pte").write_bytes(garbage)
+    m = json.loads((pkg_copy / "manifest.json").read_text())
+    m["files"]["executorch/unet.pte"] = {"sha256": hashlib.sha256(garbage).hexdigest(), "bytes": len(garbage)}
+    (pkg_copy / "manifest.json").write_text(json.dumps(m))
+    with open_package(pkg_copy) as pkg:  # checksums pass
+        with pytest.raises(PackageError, match="unet.pte: not an ExecuTorch program"):
+            ExecuTorchProgram(pkg.path("executorch/unet.pte"))
+
+
+def test_a_killed_export_leaves_nothing_for_long(tmp_path):
+    from mobile_sdk.atomic import atomic_dir
+
+    stale = tmp_path / ".x.mobilepkg.999999999.abc.tmp"  # a pid that cannot be running
+    stale.mkdir()
+    with atomic_dir(tmp_path / "x.mobilepkg") as tmp:
+        (tmp / "manifest.json").write_text("{}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.mobilepkg"]
+
+
+def test_zip_is_checked_against_its_manifest_before_extracting(step_aware_package, tmp_path):
+    _, path, manifest = step_aware_package
+    src = path.with_name(path.name + ".zip")
+    bomb = tmp_path / "bomb.mobilepkg.zip"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename.endswith("executorch/unet.pte"):
+                data = b"\0" * (50 << 20)  # compresses to almost nothing; the manifest lists a much smaller file
+            zout.writestr(info.filename, data)
+    before = set(Path(tempfile.gettempdir()).glob("mobilepkg-*"))
+    with pytest.raises(PackageError, match=r"bomb.mobilepkg.zip: entry '.*executorch/unet.pte' is 52428800 bytes, the manifest says"):
+        open_package(bomb)
+    assert set(Path(tempfile.gettempdir()).glob("mobilepkg-*")) == before  # nothing left behind
+    extra = tmp_path / "extra.mobilepkg.zip"
+    shutil.copy(src, extra)
+    with zipfile.ZipFile(extra, "a") as z:
+        z.writestr("tiny.mobilepkg/run_me.sh", "echo hi")
+    with pytest.raises(PackageError, match=r"entry 'tiny.mobilepkg/run_me.sh' is not listed in the manifest"):
+        open_package(extra)
+
+
+def test_generate_from_a_zip_leaves_no_extracted_copy(step_aware_package, tmp_path):
+    import subprocess
+    import sys
+
+    zip_path = step_aware_package[1].with_name(step_aware_package[1].name + ".zip")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    ok = subprocess.run([sys.executable, "-m", "mobile_sdk.cli", "generate", "--package", str(zip_path), "--prompt", "x",
+                         "--out", str(tmp_path / "v.npy")], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0, ok.stderr
+    failed = subprocess.run([sys.executable, "-m", "mobile_sdk.cli", "generate", "--package", str(zip_path), "--prompt", "x",
+                             "--frames", "2", "--out", str(tmp_path / "w.npy")], capture_output=True, text=True, env=env)
+    assert failed.returncode == 2 and "exported for 4 frames" in failed.stderr
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_package_runs_only_the_steps_it_was_exported_for(step_aware_package):
+    from mobile_sdk.errors import ConfigError
+
+    pte = pipeline_from_package(step_aware_package[1])
+    with pytest.raises(ConfigError, match="exported for 4 denoising steps; got 2"):
+        pte("x", num_inference_steps=2)

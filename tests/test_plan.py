@@ -4,7 +4,7 @@ import pytest
 
 from mobile_sdk.errors import PlanError
 from mobile_sdk.models import VideoUNet
-from mobile_sdk.plan import TEMPORAL_OPS, TemporalPlan, load_plan_file, plan_file_dict, unet_slots
+from mobile_sdk.plan import TEMPORAL_OPS, StepPlans, TemporalPlan, load_plan_file, unet_slots
 
 
 def test_slot_ids_are_stable_and_readable(tiny_config):
@@ -49,9 +49,9 @@ def test_glob_matching_nothing_is_an_error(tiny_config):
 def test_plan_file_round_trip(tmp_path, tiny_config):
     plan = TemporalPlan.resolve({"*": "attn1d", "mid.attn0": "attn3d"}, tiny_config.unet)
     path = tmp_path / "plan.json"
-    path.write_text(json.dumps(plan_file_dict(plan, found_by="test")))
+    path.write_text(json.dumps(StepPlans.of(plan).to_file_dict(found_by="test")))
     assert TemporalPlan.resolve(load_plan_file(path)[0], tiny_config.unet) == plan
-    path.write_text(json.dumps(plan_file_dict([plan, plan])))
+    path.write_text(json.dumps(StepPlans.of([plan, plan]).to_file_dict()))
     assert len(load_plan_file(path)) == 2
 
 

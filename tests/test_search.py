@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from export.model_blocks import model_blocks
-from export.predictor import LatencyPredictor
-from export.search import Constraint, ProxyObjective, SearchConfig, SearchError, evolutionary_search, exhaustive_search
-from export.supernet import SupernetUNet
-from export.supernet_eval import SupernetEvaluator
-from export.supernet_train import DynamicCostSampler, temporal_flops
+from export.nas.model_blocks import model_blocks
+from export.nas.efficiency_predictor import LatencyPredictor
+from export.nas.search_algorithm import Constraint, ProxyObjective, SearchConfig, SearchError, evolutionary_search, exhaustive_search
+from export.nas.supernet import SupernetUNet
+from export.nas.accuracy_predictor import SupernetEvaluator
+from export.nas.supernet_train import DynamicCostSampler, temporal_flops
 from mobile_sdk.config import load_preset
 from mobile_sdk.plan import TEMPORAL_OPS, load_plan_file
 from tests.test_latency_table import hand_table
@@ -170,8 +170,8 @@ def test_extracted_subnetwork_matches_the_supernet(tiny_supernet):
 
 def test_supernet_train_search_and_generate_end_to_end(tmp_path, blocks):
     """Tiny base model -> supernet (a few steps) -> search with it -> the plan runs through the CLI."""
-    from export.latency_table import save_table
-    from export.supernet_train import SupernetTrainConfig, train_supernet
+    from export.nas.latency_table import save_table
+    from export.nas.supernet_train import SupernetTrainConfig, train_supernet
     from mobile_sdk.cli import main
     from mobile_sdk.pipeline import VideoPipeline
 
@@ -199,7 +199,7 @@ def test_supernet_train_search_and_generate_end_to_end(tmp_path, blocks):
 
 
 def test_search_without_supernet_is_labelled_proxy(tmp_path, blocks, capsys):
-    from export.latency_table import save_table
+    from export.nas.latency_table import save_table
     from mobile_sdk.cli import main
 
     table = save_table(hand_table(blocks), tmp_path / "t.json")

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from mobile_sdk.data.quality import read_clip, score_clips
-from mobile_sdk.data.synthetic import COLORS, DIRECTIONS, SHAPES, SyntheticVideos, all_prompts, render, sample_spec
+from export.train.quality import read_clip, score_clips
+from export.train.synthetic import COLORS, DIRECTIONS, SHAPES, SyntheticVideos, all_prompts, render, sample_spec
 
 
 def test_clips_are_reproducible_and_prompted():

@@ -4,7 +4,8 @@ import json
 import pytest
 import torch
 
-from export.train.common import Checkpointer, ClipStream
+from export.train.common import ClipStream
+from export.train.loop import Checkpointer
 from export.train.run import run_training, ship
 from export.train.distill import DistillConfig
 from export.train.teacher import TeacherTrainConfig

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
 from mobile_sdk.config import SchedulerConfig
 from mobile_sdk.models import VideoUNet
@@ -28,8 +27,9 @@ from mobile_sdk.models.temporal import TemporalAttention
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
-from .common import EMA, Checkpointer, Timer, lr_at, save_loss_curve
-from .teacher import latent_pool
+from export.train.common import EMA
+from export.train.loop import TrainLoop
+from export.train.teacher import latent_pool
 
 STUDENT_TIMESTEPS = (1.0, 0.75, 0.5, 0.25)
 
@@ -96,18 +96,14 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
     ema = EMA(student, cfg.ema_decay)
     opt_g = torch.optim.AdamW(student.parameters(), lr=cfg.lr_generator, weight_decay=0.0, betas=(0.0, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr_discriminator, weight_decay=0.0, betas=(0.0, 0.99))
-    ckpt = Checkpointer(out_dir)
-    state = ckpt.load({"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d}) or {
-        "step": 0, "seconds": 0.0, "history": {"regression": [], "d_loss": [], "g_adv": []}}
+    loop = TrainLoop(out_dir, {"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d},
+                     ("regression", "d_loss", "g_adv"), steps=cfg.steps, lr={"opt_g": (cfg.lr_generator, 50)},
+                     seed=cfg.seed * 1_000_003, checkpoint_every=cfg.checkpoint_every, desc="distill", progress=progress)
     pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 3, out_dir / "latent_pool.safetensors", progress)
     tokenizer = teacher.tokenizer
     timesteps = torch.tensor(STUDENT_TIMESTEPS)
-    timer = Timer(state["seconds"])
-    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="distill", disable=not progress)
-    for step in bar:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        for group in opt_g.param_groups:
-            group["lr"] = lr_at(step, cfg.lr_generator, 50, cfg.steps)
+
+    def step(k: int, g: torch.Generator) -> dict[str, float]:
         idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
         x0, prompts = pool[idx], [pool_prompts[i] for i in idx.tolist()]
         b = len(prompts)
@@ -139,16 +135,10 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
         loss.backward()
         torch.nn.utils.clip_grad_norm_(student.parameters(), 1.0)
         opt_g.step()
-        ema.update(student, step)
+        ema.update(student, k)
+        return {"regression": regression.item(), "d_loss": d_loss.item(), "g_adv": abs(g_adv.item())}
 
-        h = state["history"]
-        h["regression"].append(regression.item())
-        h["d_loss"].append(d_loss.item())
-        h["g_adv"].append(abs(g_adv.item()))
-        bar.set_postfix(reg=f"{regression.item():.4f}", d=f"{d_loss.item():.3f}", g=f"{g_adv.item():.3f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            state.update(step=step + 1, seconds=timer.seconds)
-            ckpt.save({"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d}, state)
+    loop.run(step)
 
     distilled_cfg = dataclasses.replace(
         model_cfg,
@@ -157,9 +147,9 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
         description=f"{model_cfg.name} distilled to {len(STUDENT_TIMESTEPS)} steps (adversarial, no guidance)",
     )
     pipe = VideoPipeline(distilled_cfg, text_encoder, ema.model, teacher.vae_decoder, tokenizer)
-    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(timer.seconds, 1),
+    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(loop.seconds, 1),
               "config": dataclasses.asdict(cfg)}
     pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "distilled", **report}})
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    save_loss_curve(state["history"], out_dir / "loss.png", "4-step adversarial distillation")
+    loop.save_loss_curve(out_dir / "loss.png", "4-step adversarial distillation")
     return report

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mobile_sdk.data.quality import score_clips
-from mobile_sdk.data.synthetic import all_prompts, prompt_for, render, sample_spec
+from export.train.quality import score_clips
+from export.train.synthetic import all_prompts, prompt_for, render, sample_spec
 from mobile_sdk.pipeline import VideoPipeline
 
 

@@ -16,10 +16,10 @@ import torch
 from mobile_sdk.config import ModelConfig
 from mobile_sdk.pipeline import VideoPipeline
 
-from .distill import DistillConfig, train_distilled
-from .evaluate import compare_models, format_report
-from .teacher import TeacherTrainConfig, train_teacher
-from .vae import VAETrainConfig, train_vae
+from export.train.distill import DistillConfig, train_distilled
+from export.train.evaluate import compare_models, format_report
+from export.train.teacher import TeacherTrainConfig, train_teacher
+from export.train.vae import VAETrainConfig, train_vae
 
 STAGES = ("vae", "teacher", "distill", "evaluate")
 

@@ -20,7 +20,8 @@ from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
-from .common import EMA, Checkpointer, ClipStream, Timer, lr_at, save_loss_curve
+from export.train.common import EMA, ClipStream
+from export.train.loop import TrainLoop
 
 
 @dataclass
@@ -80,17 +81,13 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
     net = TextToVideo(VideoUNet(model_cfg.unet), TextEncoder(model_cfg.text_encoder))
     ema = EMA(net, cfg.ema_decay)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
-    ckpt = Checkpointer(out_dir)
-    state = ckpt.load({"net": net, "ema": ema.model}, {"opt": opt}) or {"step": 0, "seconds": 0.0, "history": {"loss": []}}
+    loop = TrainLoop(out_dir, {"net": net, "ema": ema.model}, {"opt": opt}, ("loss",), steps=cfg.steps,
+                     lr={"opt": (cfg.lr, cfg.warmup)}, seed=cfg.seed * 1_000_003,
+                     checkpoint_every=cfg.checkpoint_every, desc="teacher", progress=progress)
     pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 2, out_dir / "latent_pool.safetensors", progress)
     tokenizer = net.text_encoder.tokenizer()
-    timer = Timer(state["seconds"])
-    net.train()
-    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="teacher", disable=not progress)
-    for step in bar:
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step, cfg.lr, cfg.warmup, cfg.steps)
+
+    def step(k: int, g: torch.Generator) -> dict[str, float]:
         idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
         x0, prompts = pool[idx], [pool_prompts[i] for i in idx.tolist()]
         drop = torch.rand(len(prompts), generator=g) < cfg.p_uncond
@@ -104,12 +101,11 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
-        ema.update(net, step)
-        state["history"]["loss"].append(loss.item())
-        bar.set_postfix(loss=f"{loss.item():.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            state.update(step=step + 1, seconds=timer.seconds)
-            ckpt.save({"net": net, "ema": ema.model}, {"opt": opt}, state)
+        ema.update(net, k)
+        return {"loss": loss.item()}
+
+    net.train()
+    history = loop.run(step)
 
     teacher_cfg = dataclasses.replace(
         model_cfg,
@@ -118,9 +114,9 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
         description=f"{model_cfg.name} rectified-flow teacher ({cfg.sample_steps} steps, CFG {cfg.guidance_scale})",
     )
     pipe = VideoPipeline(teacher_cfg, ema.model.text_encoder, ema.model.unet, VAEDecoder(vae), tokenizer)
-    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(timer.seconds, 1),
-              "final_loss": sum(state["history"]["loss"][-100:]) / max(1, len(state["history"]["loss"][-100:]))}
+    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(loop.seconds, 1),
+              "final_loss": sum(history["loss"][-100:]) / max(1, len(history["loss"][-100:]))}
     pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "teacher", **report}})
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    save_loss_curve(state["history"], out_dir / "loss.png", "teacher (rectified flow)")
+    loop.save_loss_curve(out_dir / "loss.png", "teacher (rectified flow)")
     return report

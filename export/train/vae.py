@@ -9,12 +9,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from mobile_sdk.config import ModelConfig
 from mobile_sdk.models import AutoencoderKL
 
-from .common import Checkpointer, ClipStream, Timer, lr_at, save_loss_curve
+from export.train.common import ClipStream
+from export.train.loop import TrainLoop
 
 
 @dataclass
@@ -41,20 +41,14 @@ def train_vae(model_cfg: ModelConfig, out_dir: str | Path, cfg: VAETrainConfig, 
     torch.manual_seed(cfg.seed)
     vae = AutoencoderKL(model_cfg.vae)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, weight_decay=0.0)
-    ckpt = Checkpointer(out_dir)
-    state = ckpt.load({"vae": vae}, {"opt": opt}) or {"step": 0, "seconds": 0.0, "history": {"rec": [], "kl": []}}
+    loop = TrainLoop(out_dir, {"vae": vae}, {"opt": opt}, ("rec", "kl"), steps=cfg.steps, lr={"opt": (cfg.lr, 100)},
+                     seed=cfg.seed * 1_000_003, checkpoint_every=cfg.checkpoint_every, desc="vae", progress=progress)
     stream = ClipStream(model_cfg.height, model_cfg.width, model_cfg.num_frames, cfg.clips_per_batch, seed=cfg.seed + 1)
-    timer = Timer(state["seconds"])
-    vae.train()
-    bar = tqdm(range(state["step"], cfg.steps), initial=state["step"], total=cfg.steps, desc="vae", disable=not progress)
-    for step in bar:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.lr, 100, cfg.steps)
-        clips, _ = stream.batch(step)
-        x = clips.flatten(0, 1)
+
+    def step(k: int, g: torch.Generator) -> dict[str, float]:
+        x = stream.batch(k)[0].flatten(0, 1)
         mean, logvar = vae.posterior(x)
         logvar = logvar.clamp(-30.0, 20.0)
-        g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)  # per-step noise: resume is exact
         z = mean + torch.exp(0.5 * logvar) * torch.randn(mean.shape, generator=g)
         recon = vae.decoder(z) * 0.5 + 0.5
         background = x.flatten(2).median(dim=2).values[:, :, None, None]
@@ -66,12 +60,10 @@ def train_vae(model_cfg: ModelConfig, out_dir: str | Path, cfg: VAETrainConfig, 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        state["history"]["rec"].append(rec.item())
-        state["history"]["kl"].append(kl.item())
-        bar.set_postfix(rec=f"{rec.item():.4f}", kl=f"{kl.item():.2f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps:
-            state.update(step=step + 1, seconds=timer.seconds)
-            ckpt.save({"vae": vae}, {"opt": opt}, state)
+        return {"rec": rec.item(), "kl": kl.item()}
+
+    vae.train()
+    history = loop.run(step)
     vae.eval()
 
     # Scaling factor from held-out clips, then a held-out reconstruction PSNR.
@@ -84,12 +76,12 @@ def train_vae(model_cfg: ModelConfig, out_dir: str | Path, cfg: VAETrainConfig, 
         recon = vae.decode(vae.encode(x, sample=False))
     report = {
         "steps": cfg.steps,
-        "train_seconds": round(timer.seconds, 1),
+        "train_seconds": round(loop.seconds, 1),
         "scaling_factor": scaling,
         "held_out_psnr_db": round(psnr(recon, x), 2),
-        "final_rec_loss": sum(state["history"]["rec"][-50:]) / max(1, len(state["history"]["rec"][-50:])),
+        "final_rec_loss": sum(history["rec"][-50:]) / max(1, len(history["rec"][-50:])),
     }
     vae.save_pretrained(out_dir / "vae")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    save_loss_curve(state["history"], out_dir / "loss.png", "VAE training")
+    loop.save_loss_curve(out_dir / "loss.png", "VAE training")
     return report

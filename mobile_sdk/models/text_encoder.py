@@ -21,9 +21,14 @@ class ByteTokenizer:
         self.max_length = max_length
 
     def encode(self, text: str) -> list[int]:
-        body = [BYTE_OFFSET + b for b in text.encode("utf-8")][: self.max_length - 2]
+        # surrogateescape: bytes that are not UTF-8 (a prompt from a non-UTF-8 terminal) are kept as bytes
+        body = [BYTE_OFFSET + b for b in text.encode("utf-8", errors="surrogateescape")][: self.max_length - 2]
         ids = [BOS_ID, *body, EOS_ID]
         return ids + [PAD_ID] * (self.max_length - len(ids))
+
+    def dropped_bytes(self, text: str) -> int:
+        """How many bytes of `text` the model never sees (prompts are cut to max_length - 2 bytes)."""
+        return max(0, len(text.encode("utf-8", errors="surrogateescape")) - (self.max_length - 2))
 
     def __call__(self, prompts: str | list[str]) -> torch.Tensor:
         """[B, max_length] int64 ids."""

@@ -4,7 +4,7 @@ Run: pytest tests/benchmarks/test_bench_coreml.py --benchmark-only
 """
 import pytest
 
-from export.package_writer import export_package
+from export.lowering.package_writer import export_package
 
 from .test_bench_executorch import _small_pipe
 

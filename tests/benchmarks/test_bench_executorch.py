@@ -5,7 +5,7 @@ Run: pytest tests/benchmarks/test_bench_executorch.py --benchmark-only   (export
 import pytest
 import torch
 
-from export.package_writer import export_package
+from export.lowering.package_writer import export_package
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.runtime import pipeline_from_package
 

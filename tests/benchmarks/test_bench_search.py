@@ -4,8 +4,8 @@ Run: pytest tests/benchmarks/test_bench_search.py --benchmark-only
 """
 import numpy as np
 
-from export.model_blocks import model_blocks
-from export.predictor import LatencyPredictor
+from export.nas.model_blocks import model_blocks
+from export.nas.efficiency_predictor import LatencyPredictor
 from mobile_sdk.config import load_preset
 from tests.test_latency_table import hand_table
 

@@ -1,0 +1,1 @@
+"""Lowering: a pipeline -> ExecuTorch programs and Core ML models, the parity gate, the package writer."""

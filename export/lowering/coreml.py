@@ -1,0 +1,283 @@
+"""Lower components to Core ML ML Programs (.mlpackage), Neural-Engine layout, fp16.
+
+One converter per component over a traced module in the ANE attention layout; optional weight
+compression (palettization 4/6/8-bit, 8-bit linear); the UNet's distinct temporal plans become one
+multifunction package (shared weights de-duplicated); several frame counts / resolutions can be
+enumerated shapes; a component over the chunk threshold is bisected into a chain of two models.
+Core ML cannot run here, so what is checked is the spec: op types per function, IO names, dtypes.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from mobile_sdk import __version__
+from mobile_sdk.models.layers import set_attention_implementation
+
+COMPRESSION_MODES = ("none", "palettize4", "palettize6", "palettize8", "linear8")
+DEPLOYMENT_TARGETS = ("iOS17", "iOS18")
+CHUNK_THRESHOLD_BYTES = 1 << 30  # the iOS Neural Engine's practical per-model weight limit
+
+
+@dataclass
+class CoreMLOptions:
+    # None: iOS17, or iOS18 when the package needs multifunction models (which Core ML has from iOS 18).
+    deployment_target: str | None = None
+    compression: str = "none"
+    # Extra (num_frames, height, width) pixel sizes the package also serves (as extra functions).
+    extra_sizes: list[tuple[int, int, int]] = field(default_factory=list)
+    chunk_threshold_bytes: int = CHUNK_THRESHOLD_BYTES
+
+
+def _ct():
+    import coremltools as ct
+
+    return ct
+
+
+def dir_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def ane_unsupported_ops() -> list[dict]:
+    return json.loads(resources.files("export.lowering").joinpath("ane_unsupported_ops.json").read_text())["entries"]
+
+
+def convert(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
+            opts: CoreMLOptions, metadata: dict):
+    """Trace `module` in the ANE layout and convert it to an fp16 ML Program."""
+    ct = _ct()
+    ane = set_attention_implementation(copy.deepcopy(module).eval(), "ane")
+    with torch.no_grad():
+        traced = torch.jit.trace(ane, example_inputs, check_trace=False)
+    inputs = [ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int64 else np.float16)
+              for name, x in zip(input_names, example_inputs)]
+    model = ct.convert(
+        traced,
+        inputs=inputs,
+        outputs=[ct.TensorType(name=n, dtype=np.float16) for n in output_names],
+        convert_to="mlprogram",
+        compute_precision=ct.precision.FLOAT16,
+        minimum_deployment_target=getattr(ct.target, opts.deployment_target),
+    )
+    model.author = "mobile-video-sdk"
+    model.license = metadata.get("license", "see the SDK's license")
+    model.short_description = metadata.get("description", "")
+    model.version = __version__
+    for k, v in metadata.items():
+        model.user_defined_metadata[f"mobile_sdk.{k}"] = v if isinstance(v, str) else json.dumps(v)
+    return model
+
+
+def compress(model, mode: str):
+    """Weight compression with coremltools.optimize (weights >= 2048 elements; small ones stay fp16)."""
+    if mode == "none":
+        return model
+    from coremltools.optimize.coreml import (
+        OpLinearQuantizerConfig, OpPalettizerConfig, OptimizationConfig, linear_quantize_weights, palettize_weights,
+    )
+
+    if mode.startswith("palettize"):
+        config = OpPalettizerConfig(mode="kmeans", nbits=int(mode[len("palettize"):]), weight_threshold=2048)
+        return palettize_weights(model, OptimizationConfig(global_config=config))
+    if mode == "linear8":
+        config = OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=2048)
+        return linear_quantize_weights(model, OptimizationConfig(global_config=config))
+    raise ValueError(f"unknown Core ML compression {mode!r}; choose from {COMPRESSION_MODES}")
+
+
+def _walk_ops(block, out: list) -> None:
+    for op in block.operations:
+        out.append(op)
+        for inner in op.blocks:
+            _walk_ops(inner, out)
+
+
+def inspect_mlpackage(path: Path) -> dict:
+    """What can be checked without a Core ML runtime: per function, op counts, IO and ANE flags."""
+    ct = _ct()
+    spec = ct.utils.load_spec(str(path))
+    unsupported = ane_unsupported_ops()
+    functions = {}
+    for fname, fn in spec.mlProgram.functions.items():
+        ops = []
+        for blk in fn.block_specializations.values():
+            _walk_ops(blk, ops)
+        counts: dict[str, int] = {}
+        for op in ops:
+            counts[op.type] = counts.get(op.type, 0) + 1
+        flags = []
+        for entry in unsupported:
+            hits = [op for op in ops if op.type == entry["op"] and _condition_holds(op, entry.get("condition"))]
+            if hits:
+                flags.append({"op": entry["op"], "count": len(hits), "why": entry["why"], "source": entry["source"]})
+        functions[fname] = {"op_counts": dict(sorted(counts.items())), "ane_flags": flags}
+    desc = spec.description
+
+    def io(features):
+        out = []
+        for f in features:
+            arr = f.type.multiArrayType
+            shapes = [list(s.shape) for s in arr.enumeratedShapes.shapes] or [list(arr.shape)]
+            out.append({"name": f.name, "dtype": _DTYPE_NAMES.get(arr.dataType, str(arr.dataType)), "shape": list(arr.shape),
+                        "enumerated_shapes": shapes if len(shapes) > 1 else []})
+        return out
+
+    return {"functions": functions, "inputs": io(desc.input), "outputs": io(desc.output),
+            "metadata": dict(desc.metadata.userDefined), "specification_version": spec.specificationVersion}
+
+
+_DTYPE_NAMES = {65552: "float16", 65568: "float32", 131104: "int32"}
+
+
+def _condition_holds(op, condition: str | None) -> bool:
+    if condition is None:
+        return True
+    if condition == "dilations > 1":
+        dil = op.inputs.get("dilations")
+        if dil is None or not dil.arguments:
+            return False
+        value = dil.arguments[0].value.immediateValue.tensor.ints.values if dil.arguments[0].HasField("value") else []
+        return any(v > 1 for v in value)
+    return False
+
+
+@dataclass
+class CoreMLComponent:
+    file: str
+    functions: dict
+    inputs: list
+    outputs: list
+    bytes: int
+    fp16_bytes: int
+    compression: str
+    single_function_bytes: int
+    chain: list | None = None
+
+
+def lower_coreml(pipe, root: Path, examples: dict, io_names: dict, unet_views: list, method_names: list[str],
+                 opts: CoreMLOptions, metadata: dict, log: Callable[[str], None] = print) -> dict:
+    """Write coreml/<component>.mlpackage under `root`; returns the manifest's coreml target entry.
+
+    Extra sizes become extra functions of the same multifunction package (`plan_0__8x64x64`), whose
+    weights Core ML de-duplicates: coremltools 9.0's enumerated shapes leave the split-einsum
+    attention with symbolic batch dims that its einsum lowering rejects.
+    """
+    from mobile_sdk.package import component_path, entry_names, sized_entry_name
+
+    (main,) = entry_names(1)
+    cfg = pipe.config
+    f = cfg.vae.downsample_factor
+    c = cfg.vae.latent_channels
+    for size in opts.extra_sizes:
+        cfg.check_size(size[1], size[2], size[0], where="--coreml-size")
+    sizes = list(dict.fromkeys([(cfg.num_frames, cfg.height, cfg.width), *opts.extra_sizes]))
+    hidden = examples["unet"][2]
+    t0 = examples["unet"][1]
+
+    def unet_example(t, h, w):
+        return (torch.randn(1, c, t, h // f, w // f), t0, hidden)
+
+    def decoder_example(h, w):
+        return (torch.randn(1, c, h // f, w // f),)
+
+    # component -> [(function name, module, example inputs, size or None)]
+    plan = {
+        "text_encoder": [(main, pipe.text_encoder, examples["text_encoder"], None)],
+        "unet": [(m if i == 0 else sized_entry_name(m, sz), view, unet_example(*sz), sz)
+                 for i, sz in enumerate(sizes) for m, view in zip(method_names, unet_views)],
+        "vae_decoder": [(main if i == 0 else sized_entry_name(main, (1, *hw)), pipe.vae_decoder, decoder_example(*hw), hw)
+                        for i, hw in enumerate(dict.fromkeys((h, w) for _, h, w in sizes))],
+    }
+    multifunction = any(len(fns) > 1 for fns in plan.values())
+    if opts.deployment_target is None:
+        opts = replace(opts, deployment_target="iOS18" if multifunction else "iOS17")
+    elif multifunction and opts.deployment_target < "iOS18":
+        raise ValueError(f"step-aware plans and extra sizes make multifunction Core ML models, which need iOS 18; "
+                         f"got --coreml-target {opts.deployment_target}")
+    components = {}
+    work = Path(tempfile.mkdtemp(prefix="coreml-", dir=root))
+    try:
+        for comp, functions in plan.items():
+            rel = component_path("coreml", comp)
+            target = root / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            log(f"converting {comp} to Core ML ({opts.deployment_target}, fp16, ANE layout, "
+                f"function(s) {', '.join(fn for fn, *_ in functions)}, compression {opts.compression})")
+            fp16_parts, parts = [], []
+            for name, module, example, _ in functions:
+                model = convert(module, example, *io_names[comp], opts, {**metadata, "component": comp, "function": name})
+                fp16_parts.append((name, work / f"{comp}-{name}-fp16.mlpackage"))
+                model.save(str(fp16_parts[-1][1]))
+                if opts.compression == "none":
+                    parts.append(fp16_parts[-1])
+                else:
+                    parts.append((name, work / f"{comp}-{name}.mlpackage"))
+                    compress(model, opts.compression).save(str(parts[-1][1]))
+            single_function_bytes = dir_bytes(parts[0][1])
+            fp16_bytes = dir_bytes(_assemble(fp16_parts, work / f"{comp}-fp16.mlpackage")) if opts.compression != "none" else None
+            _assemble(parts, target)
+            size = dir_bytes(target)
+            chain = None
+            if size > opts.chunk_threshold_bytes:
+                if len(parts) > 1:
+                    raise ValueError(f"{comp}: {size / 1e9:.2f} GB needs chunking, which multifunction packages do not support yet")
+                chain = _bisect(target, root, comp, log)
+            info = inspect_mlpackage(target) if chain is None else {"functions": {}, "inputs": [], "outputs": []}
+            sizes_of = {name: (list(sz) if sz else None) for name, _, _, sz in functions}
+            for name, fn in info["functions"].items():
+                fn["size"] = sizes_of.get(name)
+            components[comp] = CoreMLComponent(
+                file=rel if chain is None else None, functions=info["functions"], inputs=info["inputs"],
+                outputs=info["outputs"], bytes=size, fp16_bytes=fp16_bytes or size, compression=opts.compression,
+                single_function_bytes=single_function_bytes, chain=chain).__dict__
+            flags = sorted({fl["op"] for fn in info["functions"].values() for fl in fn["ane_flags"]})
+            log(f"  wrote {rel} ({size / 1e6:.2f} MB, {opts.compression}"
+                + (f"; fp16 {fp16_bytes / 1e6:.2f} MB" if fp16_bytes else "")
+                + (f"; {len(parts)} functions, one alone {single_function_bytes / 1e6:.2f} MB" if len(parts) > 1 else "")
+                + (f"; may leave the ANE: {', '.join(flags)}" if flags else "") + ")")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"runtime": "Core ML", "deployment_target": opts.deployment_target, "compute_precision": "float16",
+            "attention_implementation": "ane (channels-first [B, C, 1, S], 1x1 convs, split-einsum attention)",
+            "sizes": [{"num_frames": t, "height": h, "width": w} for t, h, w in sizes], "components": components}
+
+
+def _assemble(parts: list[tuple[str, Path]], target: Path) -> Path:
+    """One function: move it to `target`; several: a multifunction package (shared weights de-duplicated)."""
+    if len(parts) == 1:
+        shutil.move(str(parts[0][1]), target)
+        return target
+    ct = _ct()
+    desc = ct.utils.MultiFunctionDescriptor()
+    for name, path in parts:
+        desc.add_function(str(path), src_function_name="main", target_function_name=name)
+    desc.default_function_name = parts[0][0]
+    ct.utils.save_multifunction(desc, str(target))
+    return target
+
+
+def _bisect(target: Path, root: Path, comp: str, log) -> list[dict]:
+    """Split an oversized model into two chunks that run in sequence; the original is removed."""
+    ct = _ct()
+    out_dir = target.parent
+    ct.models.utils.bisect_model(str(target), str(out_dir), check_output_correctness=False)
+    shutil.rmtree(target)
+    chain = []
+    for i in (1, 2):
+        chunk = out_dir / f"{comp}_chunk{i}.mlpackage"
+        info = inspect_mlpackage(chunk)
+        chain.append({"file": chunk.relative_to(root).as_posix(), "inputs": info["inputs"], "outputs": info["outputs"],
+                      "bytes": dir_bytes(chunk)})
+    log(f"  {comp} exceeds the chunk threshold: split into {len(chain)} chained models")
+    return chain

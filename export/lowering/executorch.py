@@ -1,0 +1,92 @@
+"""Lower components to ExecuTorch: torch.export -> (PT2E int8) -> XNNPACK partitioner -> .pte bytes.
+
+Several methods can go into one program (the UNet gets one method per distinct temporal plan); each
+method's delegation report says how much of it XNNPACK runs.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import nn
+
+from export.lowering.delegation import delegation_report
+
+QUANTIZE_MODES = ("none", "int8")
+
+
+@dataclass
+class MethodSpec:
+    module: nn.Module
+    example_inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    calibration: list[tuple[torch.Tensor, ...]] = field(default_factory=list)
+
+
+@dataclass
+class LoweredProgram:
+    data: bytes
+    methods: dict[str, dict]  # method -> {"inputs": [...], "outputs": [...]} tensor specs
+    delegation: dict[str, dict]  # method -> delegation report
+
+
+def tensor_spec(name: str, t: torch.Tensor) -> dict:
+    return {"name": name, "shape": list(t.shape), "dtype": str(t.dtype).replace("torch.", "")}
+
+
+def _quantize_int8(ep: torch.export.ExportedProgram, spec: MethodSpec) -> torch.export.ExportedProgram:
+    """PT2E static int8 (per-channel weights, per-tensor activations), calibrated on the given inputs."""
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    if not spec.calibration:
+        raise ValueError("int8 quantization needs calibration inputs captured from pipeline runs")
+    quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True))
+    prepared = prepare_pt2e(ep.module(), quantizer)
+    with torch.no_grad():
+        for inputs in spec.calibration:
+            prepared(*inputs)
+    converted = convert_pt2e(prepared)
+    return torch.export.export(converted, spec.example_inputs, strict=False)
+
+
+def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
+                  log: Callable[[str], None] = print) -> LoweredProgram:
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantization {quantize!r}; choose from {QUANTIZE_MODES}")
+    exported: dict[str, torch.export.ExportedProgram] = {}
+    for name, spec in methods.items():
+        with torch.no_grad():
+            ep = torch.export.export(spec.module.eval(), spec.example_inputs, strict=False)
+            if quantize == "int8":
+                ep = _quantize_int8(ep, spec)
+        exported[name] = ep
+    logging.getLogger("executorch").setLevel(logging.WARNING)
+    # torch's pytree deprecation, raised from inside executorch once per node: it drowns progress bars.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning)
+    edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
+    delegation = {name: delegation_report(exported[name], edge.exported_program(name).graph_module) for name in methods}
+    for name, rep in delegation.items():
+        log(f"    {name}: {rep['op_fraction_delegated']:.1%} of ops, {rep['flop_fraction_delegated']:.2%} of FLOPs in XNNPACK"
+            + (f"; outside: {rep['ops_outside_by_type']}" if rep["ops_outside_by_type"] else ""))
+    program = edge.to_executorch()
+    with torch.no_grad():
+        io = {}
+        for name, spec in methods.items():
+            outputs = spec.module(*spec.example_inputs)
+            outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+            io[name] = {
+                "inputs": [tensor_spec(n, t) for n, t in zip(spec.input_names, spec.example_inputs)],
+                "outputs": [tensor_spec(n, t) for n, t in zip(spec.output_names, outputs)],
+            }
+    return LoweredProgram(data=program.buffer, methods=io, delegation=delegation)

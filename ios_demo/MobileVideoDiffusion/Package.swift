@@ -1,0 +1,20 @@
+// swift-tools-version: 5.9
+// The Swift side of the mobile-video-sdk package contract: reads NAME.mobilepkg (Core ML target) and
+// runs text -> video on device. Swift 5 language mode: Core ML's types are not Sendable yet.
+
+import PackageDescription
+
+let package = Package(
+    name: "MobileVideoDiffusion",
+    platforms: [
+        .iOS(.v17),
+        .macOS(.v14),
+    ],
+    products: [
+        .library(name: "MobileVideoDiffusion", targets: ["MobileVideoDiffusion"]),
+    ],
+    targets: [
+        .target(name: "MobileVideoDiffusion"),
+        .testTarget(name: "MobileVideoDiffusionTests", dependencies: ["MobileVideoDiffusion"]),
+    ]
+)

@@ -1,1 +1,0 @@
-"""Procedural training/validation data (no downloads) and the automatic prompt-adherence check."""
