@@ -17,7 +17,7 @@ for each frame, x255. The writer is export.lowering.package_writer; this module 
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import os
 import shutil
 import tempfile
@@ -238,12 +238,21 @@ def load_manifest(root: Path) -> dict:
         raise PackageError(f"{path}: not a {SCHEMA} manifest")
     validate_document(manifest, "manifest", path, PackageError)
     listed = manifest["files"]
+    folders = {f.rsplit("/", i)[0] for f in listed for i in range(1, f.count("/") + 1)}  # e.g. an .mlpackage
     for where, rel in referenced_files(manifest):
-        if rel not in listed:
+        if rel not in listed and rel not in folders:
             raise PackageError(f"{path}: {where} names {rel!r}, which is not listed in $.files (not checksummed)")
     for rel in listed:
         if not _inside(root, rel):
             raise PackageError(f"{path}: $.files names {rel!r}, which resolves outside the package")
+    itemsize = _NAMES["dtypes"]
+    for name, vec in manifest["test_vectors"].items():
+        for side in ("inputs", "outputs"):
+            for key, t in vec[side].items():
+                expected = math.prod(t["shape"]) * itemsize[t["dtype"]]
+                if listed[t["file"]]["bytes"] != expected:
+                    raise PackageError(f"{path}: test_vectors.{name}.{side}.{key}: shape {t['shape']} {t['dtype']} is "
+                                       f"{expected} bytes, but {t['file']} is {listed[t['file']]['bytes']}")
     return manifest
 
 

@@ -27,12 +27,14 @@ def check_program_header(path: Path) -> None:
     except OSError as e:
         raise PackageError(f"{path}: cannot read the program ({e.strerror})") from None
     if len(head) < 8 or head[4:6] != b"ET" or not head[6:8].isdigit():
-        raise PackageError(f"{path}: not an ExecuTorch program (no 'ETnn' identifier in its header)")
+        raise PackageError(f"{path}: ExecuTorch cannot load this program: not an ExecuTorch program "
+                           f"(no 'ETnn' identifier in its header)")
     if head[8:12] == b"eh00" and len(head) >= 32:
         program_size = int.from_bytes(head[16:24], "little")
         segment_base = int.from_bytes(head[24:32], "little")
         if program_size > size or segment_base > size:
-            raise PackageError(f"{path}: header says {max(program_size, segment_base)} bytes, the file has {size} (truncated?)")
+            raise PackageError(f"{path}: ExecuTorch cannot load this program: its header says "
+                               f"{max(program_size, segment_base)} bytes, the file has {size} (truncated?)")
 
 
 class ExecuTorchProgram:

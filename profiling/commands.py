@@ -65,6 +65,20 @@ def cmd_android(args) -> int:
     return _measure(args, device, f"mobile-sdk profile android (et_bench_runner over adb, serial {args.serial})")
 
 
+def cmd_android_e2e(args) -> int:
+    from .devices import Adb
+    from .e2e import run_engine_benchmark
+
+    result = run_engine_benchmark(Adb(args.serial, args.adb), Path(args.engine), [Path(p) for p in args.engine_lib or []],
+                                  Path(args.package), args.prompt, args.seed, args.warmup, args.runs, args.threads,
+                                  Path(args.out))
+    m = result["metrics"]
+    print(f"wrote {args.out}: {result['device']['model']}, load {m['model_load_time(ms)']:.0f} ms, "
+          f"generation {m['trimmean_inference_latency(ms)']:.0f} ms (trimmed mean of {result['runs']}), "
+          f"peak RSS {m['peak_rss(mb)']} MB")
+    return 0
+
+
 def cmd_ingest(args) -> int:
     from export.nas.latency_table import save_table
 
@@ -180,6 +194,19 @@ def add_profile_parser(sub) -> None:
     a.add_argument("--runner-lib", action="append", help="shared library the runner needs on the device; repeatable")
     a.add_argument("--adb", default="adb")
     a.set_defaults(func=cmd_android)
+    e2e = ps.add_parser("android-e2e", help="end-to-end benchmark of a package on a phone: the engine CLI over adb")
+    e2e.add_argument("--serial", required=True)
+    e2e.add_argument("--engine", required=True, help="mvd_engine_cli built for Android (see mobile_sdk/engine/README.md)")
+    e2e.add_argument("--engine-lib", action="append", help="shared library the engine needs on the device; repeatable")
+    e2e.add_argument("--package", required=True, help="a NAME.mobilepkg folder")
+    e2e.add_argument("--prompt", default="a red circle moving right")
+    e2e.add_argument("--seed", type=cli_types.seed, default=7)
+    e2e.add_argument("--threads", type=cli_types.count, help="XNNPACK threads (default: the engine's)")
+    e2e.add_argument("--warmup", type=cli_types.nonneg_count, default=1)
+    e2e.add_argument("--runs", type=cli_types.count, default=5)
+    e2e.add_argument("--adb", default="adb")
+    e2e.add_argument("--out", required=True, help="pipeline-benchmark result JSON")
+    e2e.set_defaults(func=cmd_android_e2e)
     i = ps.add_parser("ingest", help="turn Core ML benchmark results (iOS demo app) into a table")
     i.add_argument("results")
     i.add_argument("--out", required=True)

@@ -54,13 +54,11 @@ class HostDevice:
         return parse_runner_output(proc.stdout, str(program))
 
 
-class AdbDevice:
-    """An Android device: programs and the (NDK-built) runner are pushed to DEVICE_DIR and run there."""
+class Adb:
+    """One Android device over adb: commands, files, properties; a lost device is DeviceDisconnected."""
 
-    def __init__(self, serial: str, runner: Path, runner_libs: list[Path] = (), adb: str = "adb"):
-        self.serial, self.runner, self.libs, self.adb = serial, Path(runner), [Path(p) for p in runner_libs], adb
-        if not self.runner.exists():
-            raise RunnerError(f"{self.runner}: runner binary not found (cross-build it for Android, see profiling/README.md)")
+    def __init__(self, serial: str, adb: str = "adb"):
+        self.serial, self.adb = serial, adb
 
     def _adb(self, *args: str, check: bool = True) -> str:
         cmd = [self.adb, "-s", self.serial, *args]
@@ -89,6 +87,16 @@ class AdbDevice:
                            "os": f"Android {self._prop('ro.build.version.release')}", "serial": self.serial},
                 "runtime": {"name": "executorch", "version": metadata.version("executorch"), "delegate": "XnnpackBackend"},
                 "compute_unit": "cpu"}
+
+
+class AdbDevice(Adb):
+    """An Android device: programs and the (NDK-built) runner are pushed to DEVICE_DIR and run there."""
+
+    def __init__(self, serial: str, runner: Path, runner_libs: list[Path] = (), adb: str = "adb"):
+        super().__init__(serial, adb)
+        self.runner, self.libs = Path(runner), [Path(p) for p in runner_libs]
+        if not self.runner.exists():
+            raise RunnerError(f"{self.runner}: runner binary not found (cross-build it for Android, see profiling/README.md)")
 
     def prepare(self, programs: list[Path]) -> None:
         self._adb("shell", "mkdir", "-p", f"{DEVICE_DIR}/programs")

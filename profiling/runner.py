@@ -1,5 +1,5 @@
-"""Our benchmark runner (profiling/runner/et_bench_runner.cpp): building it on the host, reading its
-output, and the statistics every measured table uses.
+"""Our benchmark runner (mobile_sdk/engine/tools/et_bench_runner.cpp, a target of the engine's CMake
+project): building it on the host, reading its output, and the statistics every measured table uses.
 
 The host build links the executorch wheel's shared libraries through its CMake package, so host and
 phone tables are measured by the same C++ code (the phone's copy is cross-built with the Android NDK,
@@ -7,20 +7,15 @@ see profiling/README.md).
 """
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
-import subprocess
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from mobile_sdk.engine import build as engine_build
 from mobile_sdk.errors import SDKError
 
-RUNNER_SOURCE = Path(__file__).parent / "runner"
-RUNNER_NAME = "et_bench_runner"
+RUNNER_NAME = engine_build.RUNNER_NAME
 TRIM_FRACTION = 0.1  # the statistic of measured tables: mean of the runs left after dropping 10% at each end
 
 
@@ -28,44 +23,12 @@ class RunnerError(SDKError):
     """The benchmark runner could not be built or did not produce a result."""
 
 
-def executorch_root() -> Path:
-    import executorch
-
-    return Path(list(executorch.__path__)[0])
-
-
-def default_build_dir() -> Path:
-    """Per source, executorch version and installation, so a changed runner or wheel triggers a rebuild."""
-    h = hashlib.sha256()
-    for f in sorted(RUNNER_SOURCE.iterdir()):
-        h.update(f.name.encode() + f.read_bytes())
-    h.update(metadata.version("executorch").encode())
-    h.update(str(executorch_root()).encode())  # the binary's rpath points into this installation
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "mobile-sdk" / "runner"
-    return cache / h.hexdigest()[:16]
-
-
-def build_host_runner(build_dir: Path | None = None, log=print) -> Path:
-    """Configure and build the runner with cmake against the installed executorch wheel (cached)."""
-    build_dir = Path(build_dir) if build_dir else default_build_dir()
-    exe = build_dir / RUNNER_NAME
-    if exe.exists():
-        return exe
-    for tool in ("cmake", "c++"):
-        if shutil.which(tool) is None:
-            raise RunnerError(f"building the benchmark runner needs {tool!r} on PATH")
-    build_dir.mkdir(parents=True, exist_ok=True)
-    log(f"building {RUNNER_NAME} in {build_dir}")
-    steps = [["cmake", "-S", str(RUNNER_SOURCE), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release",
-              f"-DCMAKE_PREFIX_PATH={executorch_root()}"],
-             ["cmake", "--build", str(build_dir), "--parallel", "2"]]
-    for cmd in steps:
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise RunnerError(f"{' '.join(cmd[:2])} failed for {RUNNER_SOURCE}:\n{(proc.stdout + proc.stderr)[-3000:]}")
-    if not exe.exists():
-        raise RunnerError(f"the build finished but {exe} is missing")
-    return exe
+def build_host_runner(log=print) -> Path:
+    """The runner built with the engine (cached per source, executorch version and installation)."""
+    try:
+        return engine_build.runner_path(log=log)
+    except engine_build.EngineBuildError as e:
+        raise RunnerError(str(e)) from None
 
 
 def parse_runner_output(text: str, where: str) -> dict:

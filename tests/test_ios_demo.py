@@ -450,8 +450,8 @@ def test_library_sources_spell_no_contract_name():
     """Contract names come from the generated ContractNames only (results keys, checked above, aside)."""
     values = set()
     for name, value in codegen.constants():
-        if name.endswith("_DIR"):
-            continue  # "coreml" is also the results' runtime name, which is not a path
+        if name.endswith(("_DIR", "_TARGET")):
+            continue  # "coreml" is also the results' runtime name, which is neither a path nor a manifest key
         values.update(value if isinstance(value, list) else [value])
     values = {v for v in values if isinstance(v, str)}
     problems = []

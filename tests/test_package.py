@@ -167,6 +167,7 @@ def test_zip_slip_is_refused(tmp_path):
     assert not (tmp_path.parent / "outside.txt").exists()
 
 
+@pytest.mark.slow
 def test_interrupted_export_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
     import export.lowering.package_writer as writer
 
@@ -197,6 +198,7 @@ def test_calibration_captures_every_step(tiny_pipe):
     assert all(z[0].shape == (1, 4, 4, 4) for z in calib["vae_decoder"])
 
 
+@pytest.mark.slow
 def test_int8_package_passes_its_gate(tmp_path, tiny_pipe):
     manifest = export_package(tiny_pipe, tmp_path / "q.mobilepkg", quantize="int8", check=True,
                               calibration_prompts=4, log=lambda s: None)
@@ -250,7 +252,7 @@ def test_garbage_program_with_a_matching_checksum_is_an_error_not_an_abort(pkg_c
     m["files"]["executorch/unet.pte"] = {"sha256": hashlib.sha256(garbage).hexdigest(), "bytes": len(garbage)}
     (pkg_copy / "manifest.json").write_text(json.dumps(m))
     with open_package(pkg_copy) as pkg:  # checksums pass
-        with pytest.raises(PackageError, match="unet.pte: not an ExecuTorch program"):
+        with pytest.raises(PackageError, match="unet.pte: ExecuTorch cannot load this program: not an ExecuTorch program"):
             ExecuTorchProgram(pkg.path("executorch/unet.pte"))
 
 
@@ -309,3 +311,11 @@ def test_a_package_runs_only_the_steps_it_was_exported_for(step_aware_package):
     pte = pipeline_from_package(step_aware_package[1])
     with pytest.raises(ConfigError, match="exported for 4 denoising steps; got 2"):
         pte("x", num_inference_steps=2)
+
+
+def test_test_vector_shapes_are_checked_when_opening(pkg_copy):
+    m = json.loads((pkg_copy / "manifest.json").read_text())
+    m["test_vectors"]["vae_decoder"]["inputs"]["latents"]["shape"] = [1, 4, 4, 5]
+    (pkg_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match=r"test_vectors.vae_decoder.inputs.latents: shape \[1, 4, 4, 5\] float32 is 320 bytes"):
+        open_package(pkg_copy)

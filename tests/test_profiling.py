@@ -20,6 +20,7 @@ from profiling.runner import build_host_runner
 FAKE_ADB = Path(__file__).parent / "fake_adb" / "adb"
 DATA = Path(__file__).parent / "data"
 from tests.conftest import FAST_PROFILE as FAST
+from tests.engine_fixtures import engine_cli  # noqa: F401 - fixture
 
 
 @pytest.fixture(scope="module")
@@ -122,6 +123,7 @@ def test_breakdown_from_etdumps(host_run, blocks, tmp_path):
     assert (tmp_path / "bd" / "breakdown.png").stat().st_size > 1000 and page.exists()
 
 
+@pytest.mark.slow
 def test_calibrate_then_validate(host_run, blocks, tmp_path):
     """Calibration scales the UNet call by measured/additive; validate reports both and draws the plot."""
     from profiling.validate import calibrate, validate
@@ -206,3 +208,26 @@ def test_coreml_timing_refuses_off_macos(tmp_path):
     from mobile_sdk.cli import main
 
     assert main(["profile", "coreml", "--programs", str(tmp_path), "--out", str(tmp_path / "t.json")]) == 2
+
+
+def test_android_end_to_end_benchmark_over_the_stand_in_adb(tmp_path, monkeypatch, step_aware_package, engine_cli, capsys):
+    """The engine CLI and the package go over adb, the engine's own benchmark runs there, its result comes back
+    checked against the pipeline-benchmark schema, with the device as getprop names it."""
+    from mobile_sdk.cli import main
+    from mobile_sdk.contract.validate import validate_document
+
+    monkeypatch.setenv("FAKE_ADB_ROOT", str(tmp_path / "device"))
+    out = tmp_path / "phone.json"
+    args = ["profile", "android-e2e", "--serial", "FAKE0001", "--adb", str(FAKE_ADB), "--engine", str(engine_cli),
+            "--package", str(step_aware_package[1]), "--warmup", "0", "--runs", "2", "--threads", "1", "--out", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    validate_document(result, "pipeline_benchmark", out)
+    assert result["device"]["model"] == "Fake Stand-in Phone" and result["device"]["soc"] == "SM8750"
+    assert result["runs"] == 2 and len(result["steps_ms"]) == 4
+    assert "wrote" in capsys.readouterr().out
+    pushed = tmp_path / "device/data/local/tmp/mobile_sdk_profile/packages/tiny.mobilepkg/manifest.json"
+    assert pushed.read_bytes() == (step_aware_package[1] / "manifest.json").read_bytes()
+    monkeypatch.setenv("FAKE_ADB_SERIAL", "OTHER")
+    assert main(args) == 2
+    assert "device FAKE0001 is not available" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from mobile_sdk import __version__
 from mobile_sdk.atomic import atomic_dir, atomic_file
 from mobile_sdk.errors import SDKError
 from mobile_sdk.models.step_aware import StepAwareUNet
+from mobile_sdk.contract import names as contract_names
 from mobile_sdk.noise import noise_spec, portable_normal
 from mobile_sdk.package import (
     IO_NAMES, MANIFEST, SCHEMA, SCHEMA_VERSION, TEST_VECTOR_DIR, TOKENIZER, component_path, entry_names, list_files,
@@ -265,17 +266,18 @@ def _write_test_vectors(root, pipe, examples, names, views, step_methods, quanti
                               "outputs": {"rgb": _write_tensor(root, "vae_decoder.rgb", pipe.vae_decoder(z))},
                               "min_psnr_db": component_db}
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
-    vectors["noise"] = {"component": "noise", "seed": TEST_SEED, "inputs": {},
-                        "outputs": {"noise": _write_tensor(root, "noise", noise)}, "exact": True}
+    noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
+    vectors[noise_name] = {"component": noise_name, "seed": TEST_SEED, "inputs": {},
+                           "outputs": {"noise": _write_tensor(root, noise_name, noise)}, "exact": True}
     pipe.set_progress_bar_config(disable=True)
     out = pipe(TEST_PROMPT, latents=noise.clone())
-    e2e = {"component": "pipeline", "prompt": TEST_PROMPT, "seed": TEST_SEED,
+    e2e = {"component": pipeline_name, "prompt": TEST_PROMPT, "seed": TEST_SEED,
            "inputs": {"initial_latents": _write_tensor(root, "pipeline.initial_latents", noise)},
            "outputs": {"final_latents": _write_tensor(root, "pipeline.final_latents", out.latents)},
            "min_psnr_db": 40.0 if quantize == "none" else INT8_FRAMES_MIN_DB}
     if out.frames[0].nbytes <= 1 << 20:
         e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", out.frames[0])
-    vectors["pipeline"] = e2e
+    vectors[pipeline_name] = e2e
     return vectors
 
 

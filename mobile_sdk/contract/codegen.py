@@ -37,11 +37,13 @@ def constants() -> list[tuple[str, object]]:
         ("ENTRY_SIZE_SUFFIX", entries["size_suffix"]),
         ("NOISE_GENERATOR", n["noise"]["generator"]),
         ("NOISE_TEST_VECTOR", n["noise"]["test_vector"]),
+        ("PIPELINE_TEST_VECTOR", n["test_vectors"]["pipeline"]),
         ("PIPELINE_BENCHMARK_FORMAT", n["results"]["pipeline_benchmark"]),
         ("COREML_BENCHMARK_FORMAT", n["results"]["coreml_benchmark"]),
     ]
     for target, spec in n["targets"].items():
-        out += [(f"{target.upper()}_DIR", spec["dir"]), (f"{target.upper()}_SUFFIX", spec["suffix"])]
+        out += [(f"{target.upper()}_TARGET", target), (f"{target.upper()}_DIR", spec["dir"]),
+                (f"{target.upper()}_SUFFIX", spec["suffix"])]
     for comp, io in n["io"].items():
         out += [(f"{comp.upper()}_INPUTS", io["inputs"]), (f"{comp.upper()}_OUTPUTS", io["outputs"])]
     out.append(("METRICS", n["results"]["metrics"]))

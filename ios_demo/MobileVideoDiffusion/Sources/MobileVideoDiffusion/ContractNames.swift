@@ -14,10 +14,13 @@ public enum ContractNames {
     public static let entrySizeSuffix: String = "__{frames}x{height}x{width}"
     public static let noiseGenerator: String = "splitmix64-boxmuller-v1"
     public static let noiseTestVector: String = "noise"
+    public static let pipelineTestVector: String = "pipeline"
     public static let pipelineBenchmarkFormat: String = "mobile-sdk-pipeline-benchmark"
     public static let coremlBenchmarkFormat: String = "mobile-sdk-coreml-benchmark"
+    public static let executorchTarget: String = "executorch"
     public static let executorchDir: String = "executorch"
     public static let executorchSuffix: String = ".pte"
+    public static let coremlTarget: String = "coreml"
     public static let coremlDir: String = "coreml"
     public static let coremlSuffix: String = ".mlpackage"
     public static let textEncoderInputs: [String] = ["input_ids"]

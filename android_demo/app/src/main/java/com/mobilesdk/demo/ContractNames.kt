@@ -15,10 +15,13 @@ object ContractNames {
     const val ENTRY_SIZE_SUFFIX: String = "__{frames}x{height}x{width}"
     const val NOISE_GENERATOR: String = "splitmix64-boxmuller-v1"
     const val NOISE_TEST_VECTOR: String = "noise"
+    const val PIPELINE_TEST_VECTOR: String = "pipeline"
     const val PIPELINE_BENCHMARK_FORMAT: String = "mobile-sdk-pipeline-benchmark"
     const val COREML_BENCHMARK_FORMAT: String = "mobile-sdk-coreml-benchmark"
+    const val EXECUTORCH_TARGET: String = "executorch"
     const val EXECUTORCH_DIR: String = "executorch"
     const val EXECUTORCH_SUFFIX: String = ".pte"
+    const val COREML_TARGET: String = "coreml"
     const val COREML_DIR: String = "coreml"
     const val COREML_SUFFIX: String = ".mlpackage"
     val TEXT_ENCODER_INPUTS: List<String> = listOf("input_ids")

@@ -1,4 +1,5 @@
-// et_bench_runner: time one method of an ExecuTorch program, the same way on a host and on a phone.
+// et_bench_runner: time one method of an ExecuTorch program, the same way on a host and on a phone
+// (the profiler's latency tables; built with the engine, whose thread pool and header check it shares).
 //
 //   et_bench_runner --model M.pte [--method forward] [--warmup 5] [--runs 20] [--threads N]
 //                   [--etdump OUT.etdp]
@@ -23,15 +24,8 @@
 #include <string>
 #include <vector>
 
-// The wheel ships the thread pool library without its header; these two declarations match it.
-namespace executorch::extension::threadpool {
-class ThreadPool {
- public:
-  bool _unsafe_reset_threadpool(uint32_t num_threads);
-  size_t get_thread_count() const;
-};
-ThreadPool* get_threadpool();
-}  // namespace executorch::extension::threadpool
+#include "mvd/engine.h"
+#include "programs.h"
 
 using executorch::extension::Module;
 using executorch::runtime::Error;
@@ -132,9 +126,8 @@ void write_etdump(const Args& a) {
 
 int main(int argc, char** argv) {
   Args a = parse(argc, argv);
-  auto* pool = executorch::extension::threadpool::get_threadpool();
-  if (a.threads > 0 && pool != nullptr) pool->_unsafe_reset_threadpool(static_cast<uint32_t>(a.threads));
-  const size_t threads = pool != nullptr ? pool->get_thread_count() : 1;
+  const size_t threads = mvd::set_threads(a.threads);
+  if (auto header = mvd::check_pte_header(a.model); !header.ok()) fail(header.error().message);
 
   const int64_t rss_start = rss_bytes();
   auto l0 = std::chrono::steady_clock::now();
