@@ -28,9 +28,9 @@ def run_engine_benchmark(device: Adb, engine_cli: Path, engine_libs: list[Path],
     engine_cli, package = Path(engine_cli), Path(package)
     if not engine_cli.is_file():
         raise RunnerError(f"{engine_cli}: engine CLI not found (build it for Android with the NDK, see mobile_sdk/engine/README.md)")
+    if package.is_file():  # before open_package, which would extract a whole zip only to be refused
+        raise RunnerError(f"{package}: push a package folder, not a zip (unzip it first)")
     with open_package(package) as pkg:  # checked here first: a broken package is reported before any push
-        if not pkg.root.is_dir() or pkg.root != package:
-            raise RunnerError(f"{package}: push a package folder, not a zip (unzip it first)")
         files = [MANIFEST, *pkg.manifest["files"]]
     info = device.info()
     remote_pkg = f"{DEVICE_DIR}/packages/{package.name}"
