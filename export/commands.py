@@ -45,16 +45,19 @@ def _searched_table(plan_file: str | None) -> dict | None:
 
 def cmd_train(args) -> int:
     from export.train.distill import DistillConfig
+    from export.train.distributed import session
     from export.train.run import STAGES, run_training
     from export.train.teacher import TeacherTrainConfig
     from export.train.vae import VAETrainConfig
 
     stages = list(STAGES) if args.stage == "all" else [args.stage]
     vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
-    teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size}.items() if v})
+    teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size,
+                                                        "fsdp": args.fsdp}.items() if v})
     distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
     config = preset_with_plan(args.preset, args.plan, "training takes one plan (step-aware plans are chosen after training)")
-    run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
+    with session(args.dist_timeout):  # a process group when torchrun launched us, else nothing
+        run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
     return 0
 
 
@@ -109,11 +112,14 @@ def cmd_supernet_train(args) -> int:
     from mobile_sdk.weights import default_model_dir
 
     from export.nas.supernet_train import SupernetTrainConfig, train_supernet
+    from export.train.distributed import rank_and_world, session
 
     over = {"steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps, "buckets": args.buckets}
     cfg = SupernetTrainConfig(**{k: v for k, v in over.items() if v is not None})
-    report = train_supernet(args.model or default_model_dir(), args.out, cfg)
-    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
+    with session(args.dist_timeout):  # a process group when torchrun launched us, else nothing
+        report = train_supernet(args.model or default_model_dir(), args.out, cfg)
+    if rank_and_world()[0] == 0:
+        print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
     return 0
 
 
@@ -128,7 +134,7 @@ def cmd_supernet_rank(args) -> int:
 
 
 def add_parsers(sub) -> None:
-    """export, train, search, supernet."""
+    """export, import, train, search, supernet."""
     e = sub.add_parser("export", help="lower a model to a package (.mobilepkg) for the apps")
     add_model_args(e)
     e.add_argument("--target", action="append", choices=["executorch", "coreml"], default=None,
@@ -146,6 +152,10 @@ def add_parsers(sub) -> None:
     e.add_argument("--overwrite", action="store_true", help="replace the package already at --out (never anything else)")
     e.set_defaults(func=cmd_export)
 
+    from export.convert.commands import add_import_parser
+
+    add_import_parser(sub)
+
     t = sub.add_parser("train", help="train the demo model on synthetic data (VAE, teacher, 4-step distillation)")
     t.add_argument("stage", choices=["all", "vae", "teacher", "distill", "evaluate"])
     t.add_argument("--preset", default="small")
@@ -153,9 +163,13 @@ def add_parsers(sub) -> None:
     t.add_argument("--out", default="runs/small", help="run folder (stages resume from their checkpoints)")
     t.add_argument("--vae-steps", type=cli_types.count)
     t.add_argument("--teacher-steps", type=cli_types.count)
-    t.add_argument("--batch-size", type=cli_types.count, help="teacher batch size")
+    t.add_argument("--batch-size", type=cli_types.count,
+                   help="teacher batch size: the global batch, split over the ranks under torchrun")
     t.add_argument("--distill-steps", type=cli_types.count)
     t.add_argument("--ship", metavar="DIR", help="write the distilled model (fp16) here when done")
+    t.add_argument("--fsdp", action="store_true",
+                   help="under torchrun: shard the teacher over the ranks with FSDP2 (for models one device cannot hold)")
+    _distributed_args(t)
     t.set_defaults(func=cmd_train)
 
     s = sub.add_parser("search", help="evolutionary temporal-placement search under a latency (and memory) budget")
@@ -177,9 +191,10 @@ def add_parsers(sub) -> None:
     t.add_argument("--model", metavar="DIR", help="base model folder (default: the shipped demo model)")
     t.add_argument("--out", required=True)
     t.add_argument("--steps", type=cli_types.count)
-    t.add_argument("--batch-size", type=cli_types.count)
+    t.add_argument("--batch-size", type=cli_types.count, help="the global batch, split over the ranks under torchrun")
     t.add_argument("--warmup-steps", type=cli_types.count, help="sampling warm-up (largest plan dominates early)")
     t.add_argument("--buckets", type=cli_types.count, help="cost buckets for dynamic cost sampling")
+    _distributed_args(t)
     t.set_defaults(func=cmd_supernet_train)
     r = ns.add_parser("rank-check", help="rank correlation: supernet losses vs plans trained alone")
     r.add_argument("--supernet", required=True)
@@ -188,6 +203,13 @@ def add_parsers(sub) -> None:
     r.add_argument("--seed", type=cli_types.seed, default=0)
     r.add_argument("--out")
     r.set_defaults(func=cmd_supernet_rank)
+
+
+def _distributed_args(p) -> None:
+    """Options of the training commands that matter only under torchrun (README: Training on several processes)."""
+    p.add_argument("--dist-timeout", type=cli_types.positive_float, default=1800, metavar="SECONDS",
+                   help="under torchrun: how long a rank waits for the others in a collective before it stops "
+                        "with an error (default 1800)")
 
 
 def _require_preset_without_supernet(fn):

@@ -11,7 +11,18 @@ from typing import Any
 
 import yaml
 
+from .contract import names
 from .errors import ConfigError
+
+
+UPSAMPLE_MODES = ("bilinear", "nearest")
+DOWNSAMPLE_PADDINGS = ("symmetric", "bottom_right")
+TOKENIZERS = tuple(names()["tokenizers"]["types"])
+
+
+def _check_choice(where: str, name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: {name} {value!r} is unknown; choose from {', '.join(choices)}")
 
 
 @dataclass
@@ -31,6 +42,23 @@ class UNetConfig:
     max_frames: int = 64
     # Slot -> op; keys may be exact slot ids or globs ("down0.*"); unnamed slots are "none".
     temporal_plan: dict[str, str] = field(default_factory=dict)
+    # The options below default to our own models; imported SD-1.5-family UNets set them (export/convert).
+    # Heads of each stage's spatial transformers (the middle block takes the last); empty: channels // head_dim.
+    # head_dim still sizes the temporal attention layers.
+    attention_heads: tuple[int, ...] = ()
+    ff_activation: str = "gelu"  # "gelu" or "geglu" (SD)
+    upsample: str = "bilinear"  # or "nearest" (SD)
+    transformer_norm_eps: float = 1e-5  # the GroupNorm before each spatial transformer (SD: 1e-6)
+    mid_block: bool = True  # BK-SDM-small/tiny remove it (and its three slots)
+    # Per resolution level (the middle block takes the last); empty: today's sizes. Sub-networks extracted
+    # from a supernet (export/nas/elastic.py) shrink only these inner widths, never a block's in/out channels.
+    res_inner_channels: tuple[int, ...] = ()  # ResBlock conv1 out = conv2 in; empty: the stage's channels
+    ff_inner_channels: tuple[int, ...] = ()  # feed-forward hidden size; empty: channels * ff_mult
+    attention_inner_channels: tuple[int, ...] = ()  # q/k/v width = heads x head size; empty: the stage's channels
+    transformer_depths: tuple[int, ...] = ()  # blocks per spatial transformer; empty: transformer_depth
+    # ResBlocks (+ transformers) of each up stage; empty: layers_per_block + 1, one per skip. Fewer leave
+    # that stage's last skips unused.
+    up_blocks: tuple[int, ...] = ()
 
     def validate(self, where: str) -> None:
         n = len(self.block_channels)
@@ -41,13 +69,64 @@ class UNetConfig:
                 f"{where}: unet.attention_stages has {len(self.attention_stages)} entries, "
                 f"block_channels has {n}; they must match"
             )
-        for c in self.block_channels:
+        if self.attention_heads and len(self.attention_heads) != n:
+            raise ConfigError(f"{where}: unet.attention_heads has {len(self.attention_heads)} entries, "
+                              f"block_channels has {n}; give one per stage or none")
+        for level, c in enumerate(self.block_channels):
             if c % self.norm_groups:
                 raise ConfigError(f"{where}: unet channel count {c} is not divisible by norm_groups {self.norm_groups}")
             if c % self.head_dim:
                 raise ConfigError(f"{where}: unet channel count {c} is not divisible by head_dim {self.head_dim}")
+            if self.attention_heads and (self.attention_heads[level] < 1 or c % self.attention_heads[level]):
+                raise ConfigError(f"{where}: unet channel count {c} is not divisible by attention_heads[{level}] "
+                                  f"= {self.attention_heads[level]}")
         if self.temporal_kernel % 2 != 1:
             raise ConfigError(f"{where}: unet.temporal_kernel must be odd, got {self.temporal_kernel}")
+        _check_choice(where, "unet.ff_activation", self.ff_activation, ("gelu", "geglu"))
+        _check_choice(where, "unet.upsample", self.upsample, UPSAMPLE_MODES)
+        self._validate_inner_sizes(where)
+
+    def _validate_inner_sizes(self, where: str) -> None:
+        n = len(self.block_channels)
+        for name in ("res_inner_channels", "ff_inner_channels", "attention_inner_channels", "transformer_depths",
+                     "up_blocks"):
+            values = getattr(self, name)
+            if values and len(values) != n:
+                raise ConfigError(f"{where}: unet.{name} has {len(values)} entries, block_channels has {n}; "
+                                  f"give one per stage or none")
+            if any(v < 1 for v in values):
+                raise ConfigError(f"{where}: unet.{name} must be positive, got {list(values)}")
+        for level, c in enumerate(self.block_channels):
+            group = c // self.norm_groups
+            if self.res_inner(level) % group:
+                raise ConfigError(f"{where}: unet.res_inner_channels[{level}] = {self.res_inner(level)} is not a "
+                                  f"multiple of the group size {group} (channels {c} / norm_groups {self.norm_groups})")
+            if self.attention_inner(level) % self.stage_head_dim(level):
+                raise ConfigError(f"{where}: unet.attention_inner_channels[{level}] = {self.attention_inner(level)} "
+                                  f"is not a whole number of heads of size {self.stage_head_dim(level)}")
+            if self.up_block_count(level) > self.layers_per_block + 1:
+                raise ConfigError(f"{where}: unet.up_blocks[{level}] = {self.up_block_count(level)}, but an up stage "
+                                  f"has only {self.layers_per_block + 1} skips to join")
+
+    def stage_head_dim(self, level: int) -> int:
+        """Head size of the spatial transformers at a resolution level."""
+        c = self.block_channels[level]
+        return c // self.attention_heads[level] if self.attention_heads else self.head_dim
+
+    def res_inner(self, level: int) -> int:
+        return self.res_inner_channels[level] if self.res_inner_channels else self.block_channels[level]
+
+    def ff_inner(self, level: int) -> int:
+        return self.ff_inner_channels[level] if self.ff_inner_channels else self.block_channels[level] * self.ff_mult
+
+    def attention_inner(self, level: int) -> int:
+        return self.attention_inner_channels[level] if self.attention_inner_channels else self.block_channels[level]
+
+    def stage_transformer_depth(self, level: int) -> int:
+        return self.transformer_depths[level] if self.transformer_depths else self.transformer_depth
+
+    def up_block_count(self, level: int) -> int:
+        return self.up_blocks[level] if self.up_blocks else self.layers_per_block + 1
 
     @property
     def downsample_factor(self) -> int:
@@ -62,15 +141,24 @@ class TextEncoderConfig:
     num_layers: int = 2
     num_heads: int = 2
     intermediate_size: int = 256
+    # "byte" (ids computed, no files) or "clip_bpe" (vocab and merges in the model's tokenizer/tokenizer.json)
     tokenizer: str = "byte"
+    # The pooled output is the hidden state at the first eos_id (the byte tokenizer's is 2).
+    eos_id: int = 2
+    hidden_act: str = "gelu"  # or "quick_gelu" (CLIP)
+    qkv_bias: bool = False  # CLIP: True
 
     def validate(self, where: str) -> None:
         if self.hidden_size % self.num_heads:
             raise ConfigError(f"{where}: text_encoder.hidden_size must be divisible by num_heads")
-        if self.tokenizer != "byte":
-            raise ConfigError(f"{where}: text_encoder.tokenizer {self.tokenizer!r} is unknown; only 'byte' is supported")
-        if self.vocab_size < 259:
+        _check_choice(where, "text_encoder.tokenizer", self.tokenizer, TOKENIZERS)
+        _check_choice(where, "text_encoder.hidden_act", self.hidden_act, ("gelu", "quick_gelu"))
+        if self.tokenizer == "byte" and self.vocab_size < 259:
             raise ConfigError(f"{where}: text_encoder.vocab_size must be >= 259 for the byte tokenizer")
+        if self.tokenizer == "byte" and self.eos_id != 2:
+            raise ConfigError(f"{where}: text_encoder.eos_id must be 2 with the byte tokenizer")
+        if not 0 <= self.eos_id < self.vocab_size:
+            raise ConfigError(f"{where}: text_encoder.eos_id {self.eos_id} is outside the vocabulary")
 
 
 @dataclass
@@ -82,15 +170,29 @@ class VAEConfig:
     norm_groups: int = 8
     # Latents are multiplied by this after encoding so the UNet sees roughly unit variance.
     scaling_factor: float = 1.0
+    # Defaults are our own VAE's; the SD VAE: nearest, biases, bottom_right, both 1x1 convs.
+    upsample: str = "bilinear"
+    attention_bias: bool = False  # q/k/v biases of the middle block's attention
+    downsample_padding: str = "symmetric"  # encoder; "bottom_right" pads one row and column after
+    quant_conv: bool = False  # 1x1 conv after the encoder
+    post_quant_conv: bool = False  # 1x1 conv before the decoder
 
     def validate(self, where: str) -> None:
         for c in self.block_channels:
             if c % self.norm_groups:
                 raise ConfigError(f"{where}: vae channel count {c} is not divisible by norm_groups {self.norm_groups}")
+        _check_choice(where, "vae.upsample", self.upsample, UPSAMPLE_MODES)
+        _check_choice(where, "vae.downsample_padding", self.downsample_padding, DOWNSAMPLE_PADDINGS)
 
     @property
     def downsample_factor(self) -> int:
         return 2 ** (len(self.block_channels) - 1)
+
+
+SCHEDULER_TYPES = ("rectified_flow", "ddim")
+PREDICTION_TYPES = {"rectified_flow": ("velocity",), "ddim": ("epsilon", "v_prediction")}
+BETA_SCHEDULES = ("scaled_linear", "linear")
+TIMESTEP_SPACINGS = ("leading", "trailing", "linspace")
 
 
 @dataclass
@@ -100,6 +202,26 @@ class SchedulerConfig:
     shift: float = 1.0
     # Fixed timesteps (t in (0, 1], descending) for a distilled model; empty means uniform in t.
     timesteps: tuple[float, ...] = ()
+    # "rectified_flow" (our models) or "ddim": deterministic DDIM over a DDPM noise schedule (imported
+    # SD-1.5-family image models, which predict "epsilon" or "v_prediction"). The DDPM fields below
+    # mean what they mean in diffusers' scheduler_config.json; rectified flow ignores them.
+    type: str = "rectified_flow"
+    prediction_type: str = "velocity"
+    num_train_timesteps: int = 1000
+    beta_start: float = 0.00085
+    beta_end: float = 0.012
+    beta_schedule: str = "scaled_linear"
+    timestep_spacing: str = "leading"
+    steps_offset: int = 0
+    set_alpha_to_one: bool = False
+
+    def validate(self, where: str) -> None:
+        _check_choice(where, "scheduler.type", self.type, SCHEDULER_TYPES)
+        _check_choice(where, "scheduler.prediction_type", self.prediction_type, PREDICTION_TYPES[self.type])
+        _check_choice(where, "scheduler.beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+        _check_choice(where, "scheduler.timestep_spacing", self.timestep_spacing, TIMESTEP_SPACINGS)
+        if self.num_train_timesteps < 2 or not 0 < self.beta_start <= self.beta_end < 1:
+            raise ConfigError(f"{where}: scheduler needs num_train_timesteps >= 2 and 0 < beta_start <= beta_end < 1")
 
 
 @dataclass
@@ -121,6 +243,7 @@ class ModelConfig:
         self.unet.validate(where)
         self.text_encoder.validate(where)
         self.vae.validate(where)
+        self.scheduler.validate(where)
         self.check_size(self.height, self.width, self.num_frames, where)
         if self.unet.in_channels != self.vae.latent_channels:
             raise ConfigError(f"{where}: unet.in_channels must equal vae.latent_channels")

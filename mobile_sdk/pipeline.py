@@ -25,11 +25,13 @@ from .config import ModelConfig, SchedulerConfig, from_dict, load_preset, read_j
 from .contract.validate import validate_document
 from .errors import ConfigError, GenerationCancelled, WeightsError
 from .models import AutoencoderKL, ByteTokenizer, TextEncoder, VAEDecoder, VideoUNet
+from .models.text_encoder import tokenizer_from_dict
 from .models.step_aware import StepAwareUNet
 from .plan import PlanLike, StepPlans
-from .scheduler import RectifiedFlowScheduler
+from .scheduler import make_scheduler
 
 MODEL_INDEX = "model_index.json"
+TOKENIZER_FILE = "tokenizer/tokenizer.json"  # BPE tokenizers only (the byte tokenizer needs no file)
 MODEL_FORMAT = "mobile-sdk-model"
 MODEL_FORMAT_VERSION = 1
 INDEX_FIELDS = ("name", "height", "width", "num_frames", "fps", "guidance_scale", "description")
@@ -49,7 +51,7 @@ class VideoPipeline:
     def __init__(self, config: ModelConfig, text_encoder, unet, vae_decoder, tokenizer: ByteTokenizer, trained: bool = True):
         self.config = config
         self.text_encoder, self.unet, self.vae_decoder, self.tokenizer = text_encoder, unet, vae_decoder, tokenizer
-        self.scheduler = RectifiedFlowScheduler(config.scheduler)
+        self.scheduler = make_scheduler(config.scheduler)
         self.trained = trained
         # Exported programs have static shapes: (num_frames, height, width) they accept, if fixed.
         self.fixed_size: tuple[int, int, int] | None = None
@@ -99,6 +101,7 @@ class VideoPipeline:
         validate_document(index, "model_index", index_path, ConfigError)
         unet = VideoUNet.from_pretrained(directory / "unet")
         text_encoder = TextEncoder.from_pretrained(directory / "text_encoder")
+        tokenizer = text_encoder.tokenizer() if text_encoder.config.tokenizer == "byte" else _read_tokenizer(directory)
         vae = AutoencoderKL.from_pretrained(directory / "vae")
         fields = {k: index[k] for k in INDEX_FIELDS if k in index}
         config = ModelConfig(
@@ -109,7 +112,7 @@ class VideoPipeline:
             **fields,
         )
         config.validate(str(index_path))
-        return cls(config, text_encoder, unet, VAEDecoder(vae), text_encoder.tokenizer(), trained=bool(index.get("trained", True)))
+        return cls(config, text_encoder, unet, VAEDecoder(vae), tokenizer, trained=bool(index.get("trained", True)))
 
     def save_pretrained(self, directory: str | Path, dtype: torch.dtype | None = None, extra: dict | None = None) -> None:
         """model_index.json + unet/, text_encoder/, vae/ (each config.json + model.safetensors), atomically.
@@ -132,6 +135,9 @@ class VideoPipeline:
             self.unet.write_pretrained(tmp / "unet", dtype)
             self.text_encoder.write_pretrained(tmp / "text_encoder", dtype)
             self.vae_decoder.vae.write_pretrained(tmp / "vae", dtype)
+            if cfg.text_encoder.tokenizer != "byte":  # a vocabulary: the same document a package carries
+                (tmp / TOKENIZER_FILE).parent.mkdir()
+                (tmp / TOKENIZER_FILE).write_text(json.dumps(self.tokenizer.to_dict(), ensure_ascii=False) + "\n")
 
     def set_progress_bar_config(self, disable: bool = False) -> None:
         self._progress = not disable
@@ -179,7 +185,7 @@ class VideoPipeline:
         start = time.perf_counter()
         for i, t in enumerate(tqdm(self.scheduler.timesteps, desc="denoising", disable=not self._progress)):
             t_batch = torch.full((len(prompts),), t, dtype=torch.float32)
-            unet = self.unet_for_step(i)
+            unet = self.scheduler.velocity_model(self.unet_for_step(i))
             velocity = unet(latents, t_batch, hidden)
             if uncond is not None:  # classifier-free guidance, as two calls so fixed-batch programs work too
                 v_uncond = unet(latents, t_batch, uncond)
@@ -214,3 +220,10 @@ class VideoPipeline:
         images = torch.cat([self.vae_decoder(flat[i : i + chunk]) for i in range(0, b * t, chunk)])
         rgb = (images.clamp(0, 1) * 255.0).round().to(torch.uint8)
         return rgb.reshape(b, t, 3, images.shape[-2], images.shape[-1]).permute(0, 1, 3, 4, 2).numpy()
+
+
+def _read_tokenizer(directory: Path):
+    path = directory / TOKENIZER_FILE
+    spec = read_json(path, WeightsError, "tokenizer")
+    validate_document(spec, "tokenizer", path, ConfigError)
+    return tokenizer_from_dict(spec)

@@ -41,12 +41,13 @@ def unet_slots(cfg: UNetConfig) -> list[Slot]:
             if cfg.attention_stages[level]:
                 slots.append(Slot(slot_id(f"down{level}", "attn", j), f"down{level}", "attn", ch, level))
     mid_ch, mid_level = cfg.block_channels[-1], levels - 1
-    slots.append(Slot("mid.res0", "mid", "res", mid_ch, mid_level))
-    slots.append(Slot("mid.attn0", "mid", "attn", mid_ch, mid_level))
-    slots.append(Slot("mid.res1", "mid", "res", mid_ch, mid_level))
+    if cfg.mid_block:
+        slots.append(Slot("mid.res0", "mid", "res", mid_ch, mid_level))
+        slots.append(Slot("mid.attn0", "mid", "attn", mid_ch, mid_level))
+        slots.append(Slot("mid.res1", "mid", "res", mid_ch, mid_level))
     for level in reversed(range(levels)):
         ch = cfg.block_channels[level]
-        for j in range(cfg.layers_per_block + 1):
+        for j in range(cfg.up_block_count(level)):
             slots.append(Slot(slot_id(f"up{level}", "res", j), f"up{level}", "res", ch, level))
             if cfg.attention_stages[level]:
                 slots.append(Slot(slot_id(f"up{level}", "attn", j), f"up{level}", "attn", ch, level))

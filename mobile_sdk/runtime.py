@@ -11,7 +11,7 @@ import torch
 
 from .config import SchedulerConfig, model_config_from_dict
 from .errors import SDKError
-from .models import ByteTokenizer
+from .models.text_encoder import tokenizer_from_dict
 from .package import COMPONENTS, MANIFEST, Package, PackageError, open_package
 from .pipeline import VideoPipeline
 from .quiet import native_stderr_quiet
@@ -141,7 +141,7 @@ def pipeline_from_package(package: Package | str | Path, target: str = "executor
         ETTextEncoder(programs["text_encoder"], methods["text_encoder"]),
         ETUNet(programs["unet"], [s["unet_method"] for s in steps]),
         ETDecoder(programs["vae_decoder"], methods["vae_decoder"], decoder_input["shape"][0]),
-        ByteTokenizer(pkg.tokenizer_spec()["max_length"]),
+        tokenizer_from_dict(pkg.tokenizer_spec()),
         trained=m["model"].get("trained", True),
     )
     pipe.fixed_size = (m["video"]["num_frames"], m["video"]["height"], m["video"]["width"])

@@ -29,27 +29,34 @@ def _blocks(args):
 
 
 def _measure(args, device, tool: str) -> int:
-    from export.nas.efficiency_predictor import LatencyPredictor
-
-    from .breakdown import write_breakdown
     from .harness import profile
-    from .microbench import program_filename
 
     blocks = _blocks(args)
     out = Path(args.out)
-    etdumps = out.with_name(out.stem + ".etdump")
     table = profile(blocks, device, out, preset=args.preset, quantize=args.quantize, threads=args.threads,
-                    warmup=args.warmup, runs=args.runs, rounds=args.rounds, etdump_dir=etdumps, tool=tool)
+                    warmup=args.warmup, runs=args.runs, rounds=args.rounds, etdump_dir=out.with_name(out.stem + ".etdump"),
+                    tool=tool)
+    _report(args, blocks, table, out)
+    return 0
+
+
+def _report(args, blocks, table, out: Path, prefix: str = "") -> None:
+    """The table's per-op breakdown of one UNet call and the prediction for the preset's plan."""
+    from export.nas.efficiency_predictor import LatencyPredictor
+
+    from .breakdown import write_breakdown
+    from .microbench import program_filename
+
+    etdumps = out.with_name(out.stem + ".etdump")
     predictor = LatencyPredictor(table, blocks, str(out))
     default = predictor.predict(blocks.config.unet.temporal_plan)
     uses = blocks.uses(blocks.config.unet.temporal_plan)
     dumps = {sig: etdumps / program_filename(sig, ".etdp") for sig in uses}
     page = write_breakdown(uses, {s: p for s, p in dumps.items() if p.exists()}, out.with_name(out.stem + ".breakdown"),
                            f"{args.preset} UNet call, default plan ({table.header['device']['model']})")
-    print(f"wrote {out} ({len(table.entries)} entries, {table.describe()})")
-    print(f"per-op breakdown: {page}")
-    print(f"predicted for the preset's plan: {json.dumps(default.to_dict())}")
-    return 0
+    print(f"{prefix}wrote {out} ({len(table.entries)} entries, {table.describe()})")
+    print(f"{prefix}per-op breakdown: {page}")
+    print(f"{prefix}predicted for the preset's plan: {json.dumps(default.to_dict())}")
 
 
 def cmd_host(args) -> int:
@@ -59,10 +66,22 @@ def cmd_host(args) -> int:
 
 
 def cmd_android(args) -> int:
+    """One phone, or several in parallel (one table each, see profiling/multi_device.py)."""
     from .devices import AdbDevice
+    from .multi_device import profile_devices, shared_programs_dir, tables_per_serial
 
-    device = AdbDevice(args.serial, Path(args.runner), [Path(p) for p in args.runner_lib or []], adb=args.adb)
-    return _measure(args, device, f"mobile-sdk profile android (et_bench_runner over adb, serial {args.serial})")
+    outs = tables_per_serial(args.out, args.serial)
+    devices = {s: AdbDevice(s, Path(args.runner), [Path(p) for p in args.runner_lib or []], adb=args.adb) for s in outs}
+    blocks = _blocks(args)
+    tables, errors = profile_devices(blocks, devices, outs, shared_programs_dir(args.out), preset=args.preset,
+                                     quantize=args.quantize, threads=args.threads, warmup=args.warmup, runs=args.runs,
+                                     rounds=args.rounds,
+                                     tool="mobile-sdk profile android (et_bench_runner over adb, serial {serial})")
+    for serial, table in tables.items():
+        _report(args, blocks, table, outs[serial], prefix=f"[{serial}] " if len(outs) > 1 else "")
+    if errors:
+        raise SDKError("; ".join(f"{s}: {e} ({outs[s]} keeps what was measured; rerun to resume)" for s, e in errors.items()))
+    return 0
 
 
 def cmd_android_e2e(args) -> int:
@@ -189,7 +208,8 @@ def add_profile_parser(sub) -> None:
     h.set_defaults(func=cmd_host)
     a = ps.add_parser("android", help="measure on a phone over adb with the NDK-built runner (resumable)")
     measure_args(a)
-    a.add_argument("--serial", required=True)
+    a.add_argument("--serial", required=True, action="append",
+                   help="adb serial; repeat to measure several phones in parallel (then --out needs {serial})")
     a.add_argument("--runner", required=True, help="et_bench_runner built for Android (see profiling/README.md)")
     a.add_argument("--runner-lib", action="append", help="shared library the runner needs on the device; repeatable")
     a.add_argument("--adb", default="adb")

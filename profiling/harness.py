@@ -1,9 +1,10 @@
 """Measure a model's table entries on a device and write a `measured` latency table.
 
 Resumable: entries are measured in interleaved rounds (runner.measure_interleaved); every runner result
-is kept in WORK/rounds.json and an entry enters the table (rewritten atomically, status "partial") once
-it has all its rounds. A rerun with the same settings keeps both, so an interrupted run or a phone that
-disconnects loses at most the runner process in flight.
+is kept in WORK/TABLE.rounds.json (one per table, so several devices can share one WORK folder of
+programs) and an entry enters the table (rewritten atomically, status "partial") once it has all its
+rounds. A rerun with the same settings keeps both, so an interrupted run or a phone that disconnects
+loses at most the runner process in flight.
 """
 from __future__ import annotations
 
@@ -80,7 +81,7 @@ def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quanti
         programs[sig] = build_program(blocks.blocks[sig], work, quantize)
     device.prepare([p.path for p in programs.values()])
     # Runner results of unfinished entries survive an interruption here (entries need every round).
-    state_path = work / "rounds.json"
+    state_path = work / f"{out.stem}.rounds.json"
     settings = {"device": header["device"].get("model"), "threads": threads, "warmup": warmup, "runs": runs}
     state = read_json(state_path, TableError, "measurement state") if state_path.exists() else {}
     kept = state.get("results", {}) if state.get("settings") == settings else {}

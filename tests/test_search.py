@@ -116,11 +116,12 @@ def test_sampler_follows_warm_up_and_covers_all_buckets(blocks):
     costs = [cost[np.arange(s), p].sum(1) for p in sampler.pools]
     for b, c in enumerate(costs):  # each pool's plans really lie in their bucket
         assert sampler.edges[b] - 1e-6 <= c.min() and c.max() <= sampler.edges[b + 1] + 1e-6
-    assert sampler.sample(0)[1] == -1  # step 0: always the largest plan
-    early = [sampler.sample(step)[1] for step in range(0, 10) for _ in range(20)]
+    rng = np.random.default_rng(0)
+    assert sampler.sample(0, rng)[1] == -1  # step 0: always the largest plan
+    early = [sampler.sample(step, rng)[1] for step in range(0, 10) for _ in range(20)]
     assert early.count(-1) / len(early) > 0.85
     assert set(early) <= {-1, 4}  # only the most expensive bucket is open this early
-    late = [sampler.sample(10_000)[1] for _ in range(2000)]
+    late = [sampler.sample(10_000, rng)[1] for _ in range(2000)]
     assert -1 not in late
     freq = np.bincount(late, minlength=5) / len(late)
     assert np.all(np.abs(freq - 0.2) < 0.04)  # dynamic cost sampling: buckets drawn uniformly

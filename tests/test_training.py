@@ -54,6 +54,7 @@ def test_clip_stream_is_reproducible():
     assert torch.equal(a, b) and pa == pb and a.shape == (3, 4, 3, 32, 32)
 
 
+@pytest.mark.slow
 def test_all_stages_on_tiny_produce_a_shippable_model(tmp_path, tiny_config):
     reports = run_training(tiny_config, tmp_path / "run", ["vae", "teacher", "distill", "evaluate"],
                            VAETrainConfig(steps=4), TeacherTrainConfig(steps=4, batch_size=4, sample_steps=6),

@@ -51,12 +51,14 @@ def tool_versions() -> dict[str, str]:
 
 
 def _unet_views(pipe: VideoPipeline) -> tuple[list, list[str], list[dict]]:
-    """(distinct plan views, method name of each step, plan of each method)."""
+    """(distinct plan views as the velocity models the steps call, method name of each step, plan of each method)."""
     steps = pipe.config.scheduler.num_inference_steps
+    velocity = pipe.scheduler.velocity_model  # the UNet itself, or a DDIM UNet converted to the step's velocity
     if isinstance(pipe.unet, StepAwareUNet):
         names = entry_names(len(pipe.unet.distinct))
-        return list(pipe.unet.views), [names[i] for i in pipe.unet.step_to_plan], [p.to_dict() for p in pipe.unet.distinct]
-    return [pipe.unet], [MAIN] * steps, [pipe.unet.plan.to_dict()]
+        return ([velocity(v) for v in pipe.unet.views], [names[i] for i in pipe.unet.step_to_plan],
+                [p.to_dict() for p in pipe.unet.distinct])
+    return [velocity(pipe.unet)], [MAIN] * steps, [pipe.unet.plan.to_dict()]
 
 
 def _example_inputs(pipe: VideoPipeline) -> dict[str, tuple[torch.Tensor, ...]]:
@@ -230,8 +232,9 @@ def _manifest(pipe, preset, components, step_methods, plans, names, quantize, te
         "decoder": {"output": "rgb in [0, 1], [frames, 3, height, width]; multiply by 255 and round",
                     "frames_per_call": 1},
         "quantization": {"executorch": {c: v["quantization"] for c, v in components.items()},
-                         "method": "PT2E static int8 (XNNPACK quantizer, per-channel weights), calibrated on "
-                                   "inputs captured from pipeline runs" if quantize == "int8" else "none"},
+                         "method": "PT2E static int8 of convolutions and linears (XNNPACK quantizer, per-channel "
+                                   "weights, per-tensor activations; norms, attention and activations stay fp32), "
+                                   "calibrated on inputs captured from pipeline runs" if quantize == "int8" else "none"},
         "latency_table": latency_table,
         "targets": {"executorch": {"runtime": "ExecuTorch", "delegate": "XNNPACK", "components": components}},
         "test_vectors": test_vectors,

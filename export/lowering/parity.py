@@ -8,7 +8,7 @@ import torch
 
 PSNR_CAP_DB = 200.0  # identical outputs; JSON has no infinity
 FP32_COMPONENT_MIN_DB = 60.0
-INT8_FRAMES_MIN_DB = 25.0
+INT8_FRAMES_MIN_DB = 30.0
 
 
 def psnr(reference, test, peak: float | None = None) -> float:

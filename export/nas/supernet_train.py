@@ -8,6 +8,11 @@ With the **sampling warm-up**, the largest plan dominates early: it is drawn wit
 
 Cost = the temporal layers' FLOPs (device-independent, so one supernet serves every latency table).
 Timesteps are the base model's few-step schedule, where its sub-networks will run.
+
+Under torchrun every rank draws its own plan each step (rank r's draw at step k comes from a
+generator seeded by (seed, k, r), so the sampler's state is the step: a resumed run, at any world
+size, draws what an uninterrupted one would), trains it on its shard of the global batch, and the
+candidates' gradients are averaged over ranks (`average_gradients`): W sub-networks per update.
 """
 from __future__ import annotations
 
@@ -19,12 +24,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mobile_sdk.errors import SDKError
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.plan import TEMPORAL_OPS
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
 from export.nas.model_blocks import ModelBlocks, model_blocks
 from export.nas.supernet import SupernetUNet
+from export.train.distributed import (all_gather_ints, average_gradients, barrier, broadcast_params, device,
+                                      per_rank_batch, rank_and_world, shard)
 from export.train.loop import TrainLoop
 from export.train.teacher import latent_pool
 
@@ -32,7 +40,7 @@ from export.train.teacher import latent_pool
 @dataclass
 class SupernetTrainConfig:
     steps: int = 1500
-    batch_size: int = 8
+    batch_size: int = 8  # global: split over the ranks of a torchrun launch
     lr: float = 3e-4
     lr_warmup: int = 50
     warmup_steps: int = 300  # sampling warm-up
@@ -62,6 +70,9 @@ def temporal_flops(blocks: ModelBlocks) -> np.ndarray:
 
 
 class DynamicCostSampler:
+    """Plans by cost bucket. The pools come from `seed` alone (the same on every rank); each draw
+    takes the generator it uses, so callers decide whose stream it is."""
+
     def __init__(self, cost: np.ndarray, buckets: int, warmup_steps: int, seed: int, pool: int = 8192):
         self.cost, self.k, self.warmup = cost, buckets, warmup_steps
         self.rng = np.random.default_rng(seed)
@@ -104,13 +115,13 @@ class DynamicCostSampler:
     def open_buckets(self, step: int) -> int:
         return self.k if step >= self.warmup else max(1, math.ceil(self.k * (step + 1) / self.warmup))
 
-    def sample(self, step: int) -> tuple[np.ndarray, int]:
+    def sample(self, step: int, rng: np.random.Generator) -> tuple[np.ndarray, int]:
         """(plan codes, bucket); bucket -1 means the largest plan."""
-        if self.rng.random() < self.p_largest(step):
+        if rng.random() < self.p_largest(step):
             return self.largest.copy(), -1
-        b = int(self.rng.integers(self.k - self.open_buckets(step), self.k))
+        b = int(rng.integers(self.k - self.open_buckets(step), self.k))
         pool = self.pools[b]
-        return pool[self.rng.integers(len(pool))].copy(), b
+        return pool[rng.integers(len(pool))].copy(), b
 
 
 def supernet_pool(pipe: VideoPipeline, directory: Path, pool_clips: int, held_out: int, seed: int,
@@ -124,21 +135,27 @@ def supernet_pool(pipe: VideoPipeline, directory: Path, pool_clips: int, held_ou
 
 def rf_loss(net, pool: torch.Tensor, prompts: list[str], text_encoder, tokenizer, timesteps: torch.Tensor,
             batch_size: int, g: torch.Generator) -> torch.Tensor:
-    """Rectified-flow loss of the net's active plan on a random batch of the latent pool."""
+    """Rectified-flow loss of the net's active plan on a random batch of the latent pool (drawn for
+    the global batch `batch_size`, this rank's shard of it under torchrun)."""
     idx = torch.randint(len(pool), (batch_size,), generator=g)
-    x0 = pool[idx]
-    with torch.no_grad():
-        hidden, _ = text_encoder(tokenizer([prompts[i] for i in idx.tolist()]))
-    noise = torch.randn(x0.shape, generator=g)
+    noise = torch.randn((batch_size, *pool.shape[1:]), generator=g)
     t = timesteps[torch.randint(len(timesteps), (batch_size,), generator=g)]
+    dev = next(text_encoder.parameters()).device
+    idx, noise, t = shard(idx), shard(noise).to(dev), shard(t).to(dev)
+    x0 = pool[idx].to(dev)
+    with torch.no_grad():
+        hidden, _ = text_encoder(tokenizer([prompts[i] for i in idx.tolist()]).to(dev))
     xt = RectifiedFlowScheduler.add_noise(x0, noise, t)
     return torch.mean((net(xt, t, hidden) - RectifiedFlowScheduler.velocity(x0, noise)) ** 2)
 
 
 def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, params: list) -> None:
+    """One update from this rank's loss and, under torchrun, the other ranks' (gradients averaged)."""
     opt.zero_grad(set_to_none=True)
-    if loss.requires_grad:  # the all-"none" plan has nothing to train
+    if loss.requires_grad:  # the all-"none" plan has nothing to train (its rank still joins the average)
         loss.backward()
+    average_gradients(params)
+    if any(p.grad is not None for p in params):
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
 
@@ -147,59 +164,66 @@ def train_supernet(base_model: str | Path, out_dir: str | Path, cfg: SupernetTra
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pipe = VideoPipeline.from_pretrained(base_model)
-    net = SupernetUNet.from_unet(pipe.unet)
+    net = SupernetUNet.from_unet(pipe.unet).to(device())
     for p in net.backbone_parameters():
         p.requires_grad_(False)
-    text_encoder = pipe.text_encoder.requires_grad_(False)
+    text_encoder = pipe.text_encoder.requires_grad_(False).to(device())
     blocks = model_blocks(pipe.config)
     sampler = DynamicCostSampler(temporal_flops(blocks), cfg.buckets, cfg.warmup_steps, cfg.seed)
     params = list(net.candidates.parameters())
+    broadcast_params(params)  # identical already (from the base model); made certain, as DDP does
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     loop = TrainLoop(out, {"candidates": net.candidates}, {"opt": opt}, ("loss",), steps=cfg.steps,
                      lr={"opt": (cfg.lr, cfg.lr_warmup)}, seed=cfg.seed * 1_000_003,
                      checkpoint_every=cfg.checkpoint_every, desc="supernet", progress=progress,
-                     extra={"buckets": [], "sampler_rng": None},
-                     before_save=lambda state: state.update(sampler_rng=sampler.rng.bit_generator.state))
-    if loop.state["sampler_rng"]:
-        sampler.rng.bit_generator.state = loop.state["sampler_rng"]
+                     extra={"buckets": []})
+    if not all(isinstance(b, list) for b in loop.state["buckets"]):
+        raise SDKError(f"{out / 'checkpoint'}: written by an older version (one draw per step); delete it to start over")
+    rank = rank_and_world()[0]
+    per_rank_batch(cfg.batch_size, "--batch-size")
     (train_pool, train_prompts), _ = supernet_pool(pipe, out, cfg.pool_clips, cfg.held_out_clips, cfg.seed, progress)
     timesteps = torch.tensor(pipe.scheduler.timesteps)
     tokenizer = pipe.tokenizer
 
     def step(k: int, g: torch.Generator) -> dict[str, float]:
-        codes, bucket = sampler.sample(k)
+        codes, bucket = sampler.sample(k, np.random.default_rng([cfg.seed, k, rank]))
         net.set_plan(codes)
         loss = rf_loss(net, train_pool, train_prompts, text_encoder, tokenizer, timesteps, cfg.batch_size, g)
         optimizer_step(loss, opt, params)
-        loop.state["buckets"].append(bucket)
+        loop.state["buckets"].append(all_gather_ints(bucket))  # every rank's draw of this step
         return {"loss": loss.item()}
 
     net.train()
     loop.run(step)
 
     buckets = loop.state["buckets"]
-    counts = {str(b): buckets.count(b) for b in range(-1, cfg.buckets)}
-    report = {"steps": cfg.steps, "train_seconds": round(loop.seconds, 1), "config": asdict(cfg),
-              "bucket_edges_flops": sampler.edges.tolist(), "samples_per_bucket": counts,
+    drawn = [b for per_step in buckets for b in per_step]
+    counts = {str(b): drawn.count(b) for b in range(-1, cfg.buckets)}
+    report = {"steps": cfg.steps, "world_size": rank_and_world()[1], "train_seconds": round(loop.seconds, 1),
+              "config": asdict(cfg), "bucket_edges_flops": sampler.edges.tolist(), "samples_per_bucket": counts,
               "final_loss": float(np.mean(loop.history["loss"][-100:]))}
-    net.save(out, {"format": "mobile-sdk-supernet", "version": 1, "base_model": str(Path(base_model).resolve()),
-                   "preset": pipe.config.name, "timesteps": timesteps.tolist(), "held_out_clips": cfg.held_out_clips, "seed": cfg.seed,
-                   "training": report})
-    loop.save_loss_curve(out / "loss.png", "supernet (rectified flow, sampled plans)")
-    _bucket_plot(buckets, cfg, out / "sampling.png")
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if loop.is_main:
+        net.save(out, {"format": "mobile-sdk-supernet", "version": 1, "base_model": str(Path(base_model).resolve()),
+                       "preset": pipe.config.name, "timesteps": timesteps.tolist(), "held_out_clips": cfg.held_out_clips,
+                       "seed": cfg.seed, "training": report})
+        loop.save_loss_curve(out / "loss.png", "supernet (rectified flow, sampled plans)")
+        _bucket_plot(buckets, cfg, out / "sampling.png")
+        (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    barrier()
     return report
 
 
-def _bucket_plot(buckets: list[int], cfg: SupernetTrainConfig, path: Path) -> None:
+def _bucket_plot(buckets: list[list[int]], cfg: SupernetTrainConfig, path: Path) -> None:
+    """Every rank's draw at every step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    b = np.asarray(buckets)
+    steps = [k for k, per_step in enumerate(buckets) for _ in per_step]
+    b = [x for per_step in buckets for x in per_step]
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.scatter(np.arange(len(b)), b, s=2, alpha=0.4)
+    ax.scatter(steps, b, s=2, alpha=0.4)
     ax.axvline(cfg.warmup_steps, color="k", ls="--", lw=1, label="end of sampling warm-up")
     ax.set(xlabel="step", ylabel="cost bucket (-1 = largest plan)", title="supernet plan sampling")
     ax.legend(loc="lower right")

@@ -28,6 +28,7 @@ from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
 from export.train.common import EMA
+from export.train.distributed import barrier, data_parallel, device, per_rank_batch, rank_and_world, shard
 from export.train.loop import TrainLoop
 from export.train.teacher import latent_pool
 
@@ -37,7 +38,7 @@ STUDENT_TIMESTEPS = (1.0, 0.75, 0.5, 0.25)
 @dataclass
 class DistillConfig:
     steps: int = 1200
-    batch_size: int = 8
+    batch_size: int = 8  # global: split over the ranks of a torchrun launch
     lr_generator: float = 2e-5
     lr_discriminator: float = 1e-4
     adv_weight: float = 0.1
@@ -87,12 +88,13 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
     out_dir.mkdir(parents=True, exist_ok=True)
     teacher = VideoPipeline.from_pretrained(teacher_dir)
     model_cfg = teacher.config
-    text_encoder = teacher.text_encoder.requires_grad_(False)
-    vae = teacher.vae_decoder.vae.requires_grad_(False)
-    teacher_unet = teacher.unet.requires_grad_(False)
+    dev = device()
+    text_encoder = teacher.text_encoder.requires_grad_(False).to(dev)
+    vae = teacher.vae_decoder.vae.requires_grad_(False)  # encodes the latent pool once, on the CPU
+    teacher_unet = teacher.unet.requires_grad_(False).to(dev)
     torch.manual_seed(cfg.seed)
     student = copy.deepcopy(teacher_unet).requires_grad_(True).train()
-    disc = Discriminator(teacher_unet, model_cfg.text_encoder.hidden_size)
+    disc = Discriminator(teacher_unet, model_cfg.text_encoder.hidden_size).to(dev)
     ema = EMA(student, cfg.ema_decay)
     opt_g = torch.optim.AdamW(student.parameters(), lr=cfg.lr_generator, weight_decay=0.0, betas=(0.0, 0.99))
     opt_d = torch.optim.AdamW(disc.parameters(), lr=cfg.lr_discriminator, weight_decay=0.0, betas=(0.0, 0.99))
@@ -102,27 +104,35 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
     pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 3, out_dir / "latent_pool.safetensors", progress)
     tokenizer = teacher.tokenizer
     timesteps = torch.tensor(STUDENT_TIMESTEPS)
+    per_rank_batch(cfg.batch_size, "batch size")
+    # The discriminator's gradients are averaged in its own backward; its third call below (the
+    # generator's adversarial term) goes around DDP: those gradients are never applied.
+    student_dp, disc_dp = data_parallel(student), data_parallel(disc)
 
     def step(k: int, g: torch.Generator) -> dict[str, float]:
+        # drawn for the global batch (the same on every rank), then this rank's shard
+        shape = (cfg.batch_size, *pool.shape[1:])
         idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
-        x0, prompts = pool[idx], [pool_prompts[i] for i in idx.tolist()]
+        noise = torch.randn(shape, generator=g)
+        t = timesteps[torch.randint(len(timesteps), (cfg.batch_size,), generator=g)]
+        t_d = torch.rand(cfg.batch_size, generator=g) * cfg.max_disc_noise
+        n_d = torch.randn(shape, generator=g)
+        idx = shard(idx)
+        noise, t, t_d, n_d = (shard(x).to(dev) for x in (noise, t, t_d, n_d))
+        x0, prompts = pool[idx].to(dev), [pool_prompts[i] for i in idx.tolist()]
         b = len(prompts)
-        noise = torch.randn(x0.shape, generator=g)
-        t = timesteps[torch.randint(len(timesteps), (b,), generator=g)]
         xt = RectifiedFlowScheduler.add_noise(x0, noise, t)
         with torch.no_grad():
-            hidden, pooled = text_encoder(tokenizer(prompts))
-            uncond, _ = text_encoder(tokenizer([""] * b))
+            hidden, pooled = text_encoder(tokenizer(prompts).to(dev))
+            uncond, _ = text_encoder(tokenizer([""] * b).to(dev))
             v_c, v_u = teacher_unet(xt, t, hidden), teacher_unet(xt, t, uncond)
             v_target = v_u + cfg.guidance_scale * (v_c - v_u)
 
-        v = student(xt, t, hidden)
+        v = student_dp(xt, t, hidden)
         x0_pred = xt - t.reshape(-1, 1, 1, 1, 1) * v
-        t_d = torch.rand(b, generator=g) * cfg.max_disc_noise
-        n_d = torch.randn(x0.shape, generator=g)
 
-        d_real = disc(RectifiedFlowScheduler.add_noise(x0, n_d, t_d), t_d, hidden, pooled)
-        d_fake = disc(RectifiedFlowScheduler.add_noise(x0_pred.detach(), n_d, t_d), t_d, hidden, pooled)
+        d_real = disc_dp(RectifiedFlowScheduler.add_noise(x0, n_d, t_d), t_d, hidden, pooled)
+        d_fake = disc_dp(RectifiedFlowScheduler.add_noise(x0_pred.detach(), n_d, t_d), t_d, hidden, pooled)
         d_loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
@@ -147,9 +157,11 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
         description=f"{model_cfg.name} distilled to {len(STUDENT_TIMESTEPS)} steps (adversarial, no guidance)",
     )
     pipe = VideoPipeline(distilled_cfg, text_encoder, ema.model, teacher.vae_decoder, tokenizer)
-    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "train_seconds": round(loop.seconds, 1),
-              "config": dataclasses.asdict(cfg)}
-    pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "distilled", **report}})
-    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    loop.save_loss_curve(out_dir / "loss.png", "4-step adversarial distillation")
+    report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": rank_and_world()[1],
+              "train_seconds": round(loop.seconds, 1), "config": dataclasses.asdict(cfg)}
+    if loop.is_main:
+        pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "distilled", **report}})
+        (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+        loop.save_loss_curve(out_dir / "loss.png", "4-step adversarial distillation")
+    barrier()
     return report

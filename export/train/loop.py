@@ -3,12 +3,13 @@
 A trainer builds its modules and optimizers, hands `TrainLoop` a per-step function, and gets back the
 loss history. The loop owns what must be identical across trainers for resume to be exact: the
 per-step generator, the learning-rate schedule, periodic and final checkpoints, the wall-clock timer.
-It is rank-aware so that a later data-parallel run needs no change here: only rank 0 writes.
+Under torchrun (export.train.distributed) every rank runs the same loop: the step's generator is the
+same on all ranks (each takes its slice of the global batch), the logged losses are global means, and
+only rank 0 writes.
 """
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,14 +23,9 @@ from tqdm.auto import tqdm
 from mobile_sdk.atomic import atomic_dir
 from mobile_sdk.errors import SDKError
 
+from export.train.distributed import global_mean, rank_and_world
+
 CHECKPOINT = "checkpoint"
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size): torch.distributed's when initialised, else the launcher's RANK/WORLD_SIZE."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def _flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -55,7 +51,10 @@ def _restore_optimizer(opt: torch.optim.Optimizer, prefix: str, tensors: dict, m
 
 
 class Checkpointer:
-    """Resumable training state in `run_dir/checkpoint/`: safetensors for tensors, JSON for the rest."""
+    """Resumable training state in `run_dir/checkpoint/`: safetensors for tensors, JSON for the rest.
+    Rank 0 alone writes it (data-parallel ranks hold the same state); export.train.fsdp has the sharded one."""
+
+    collective = False
 
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir) / CHECKPOINT
@@ -78,7 +77,11 @@ class Checkpointer:
             return None
         try:
             meta = json.loads((self.dir / "state.json").read_text())
+            if "format" in meta:
+                raise SDKError(f"{self.dir}: this checkpoint is sharded ({meta['format']}); resume it with --fsdp")
             tensors = load_file(str(self.dir / "state.safetensors"))
+        except SDKError:
+            raise
         except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is reported the same way
             raise SDKError(f"{self.dir}: cannot resume from this checkpoint ({e}); delete it to start over") from None
         for name, m in modules.items():
@@ -115,25 +118,23 @@ StepFn = Callable[[int, torch.Generator], dict[str, float]]
 class TrainLoop:
     """Steps `[resumed step, steps)` of one training run; constructing it resumes from `run_dir`'s checkpoint.
 
-    Each step gets a generator seeded from (seed, step, rank) alone, and the learning rates of `lr`
-    (optimizer name -> (base rate, warm-up steps) of `lr_at`) are set from the step alone, so a resumed run
-    retraces an uninterrupted one. `step_fn(step, generator)` does the work and returns the step's losses,
-    one per name in `losses`. `run_dir=None` trains without checkpoints. `extra` holds defaults for further
-    JSON state the trainer keeps in `state` (resumed with it); `before_save(state)` refreshes it before each
-    checkpoint.
+    Each step gets a generator seeded from (seed, step) alone, the same on every rank, and the learning
+    rates of `lr` (optimizer name -> (base rate, warm-up steps) of `lr_at`) are set from the step alone, so
+    a resumed run retraces an uninterrupted one. `step_fn(step, generator)` does the work and returns the
+    step's losses, one per name in `losses`. `run_dir=None` trains without checkpoints; `checkpointer`
+    replaces `Checkpointer(run_dir)` (FSDP's sharded one). `extra` holds defaults for further JSON state
+    the trainer keeps in `state` (resumed with it).
     """
 
     def __init__(self, run_dir: str | Path | None, modules: dict[str, nn.Module],
                  optimizers: dict[str, torch.optim.Optimizer], losses: tuple[str, ...], *, steps: int,
                  lr: dict[str, tuple[float, int]], seed: int, checkpoint_every: int = 0, desc: str = "train",
-                 progress: bool = True, extra: dict | None = None,
-                 before_save: Callable[[dict], None] | None = None):
+                 progress: bool = True, extra: dict | None = None, checkpointer=None):
         self.modules, self.optimizers, self.steps, self.lr, self.seed = modules, optimizers, steps, lr, seed
-        self.checkpoint_every, self.desc, self.before_save = checkpoint_every, desc, before_save
-        self.rank, self.world = rank_and_world()
-        self.is_main = self.rank == 0
+        self.checkpoint_every, self.desc = checkpoint_every, desc
+        self.is_main = rank_and_world()[0] == 0
         self.progress = progress and self.is_main
-        self.ckpt = Checkpointer(run_dir) if run_dir is not None else None
+        self.ckpt = checkpointer or (Checkpointer(run_dir) if run_dir is not None else None)
         resumed = self.ckpt.load(modules, optimizers) if self.ckpt else None
         self.state = resumed or {"step": 0, "seconds": 0.0, "history": {k: [] for k in losses}, **(extra or {})}
         self.timer: Timer | None = None
@@ -148,8 +149,8 @@ class TrainLoop:
         return self.timer.seconds if self.timer else self.state["seconds"]
 
     def generator(self, step: int) -> torch.Generator:
-        """seed + step in one process (as the trainers always seeded); with several ranks, one stream per rank."""
-        return torch.Generator().manual_seed(self.seed + step * self.world + self.rank)
+        """seed + step on every rank: draws are made for the global batch and each rank takes its shard."""
+        return torch.Generator().manual_seed(self.seed + step)
 
     def run(self, step_fn: StepFn) -> dict[str, list[float]]:
         """Train to `steps`, checkpointing every `checkpoint_every` steps and at the end; returns the history."""
@@ -161,7 +162,7 @@ class TrainLoop:
             for name, (base, warmup) in self.lr.items():
                 for group in self.optimizers[name].param_groups:
                     group["lr"] = lr_at(step, base, warmup, self.steps)
-            losses = step_fn(step, g)
+            losses = global_mean(step_fn(step, g))
             for name, value in losses.items():
                 self.history[name].append(float(value))
             bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()})
@@ -173,9 +174,7 @@ class TrainLoop:
     def _save(self) -> None:
         if self.ckpt is None:
             return
-        if self.before_save:
-            self.before_save(self.state)
-        if self.is_main:
+        if self.is_main or self.ckpt.collective:
             self.ckpt.save(self.modules, self.optimizers, self.state)
 
     def save_loss_curve(self, path: Path, title: str) -> None:

@@ -4,6 +4,9 @@
   RUN/teacher/    report.json, loss.png, model/ (a model folder: the 25-step teacher)
   RUN/distill/    report.json, loss.png, model/ (the 4-step distilled model)
   RUN/eval/       report.json, report.md, samples.png
+
+Under torchrun the training stages run on every rank (export.train.distributed); rank 0 alone
+prints, writes, evaluates and ships, and the other ranks stop after the last training stage.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from mobile_sdk.config import ModelConfig
 from mobile_sdk.pipeline import VideoPipeline
 
 from export.train.distill import DistillConfig, train_distilled
+from export.train.distributed import rank_and_world
 from export.train.evaluate import compare_models, format_report
 from export.train.teacher import TeacherTrainConfig, train_teacher
 from export.train.vae import VAETrainConfig, train_vae
@@ -29,15 +33,19 @@ def run_training(model_cfg: ModelConfig, run_dir: str | Path, stages: list[str],
                  progress: bool = True) -> dict:
     run = Path(run_dir)
     reports = {}
+    main_rank = rank_and_world()[0] == 0
+    say = print if main_rank else (lambda *a: None)
     if "vae" in stages:
         reports["vae"] = train_vae(model_cfg, run / "vae", vae_cfg, progress)
-        print("vae:", json.dumps(reports["vae"]))
+        say("vae:", json.dumps(reports["vae"]))
     if "teacher" in stages:
         reports["teacher"] = train_teacher(model_cfg, run / "vae" / "vae", run / "teacher", teacher_cfg, progress)
-        print("teacher:", json.dumps(reports["teacher"]))
+        say("teacher:", json.dumps(reports["teacher"]))
     if "distill" in stages:
         reports["distill"] = train_distilled(run / "teacher" / "model", run / "distill", distill_cfg, progress)
-        print("distill:", json.dumps({k: v for k, v in reports["distill"].items() if k != "config"}))
+        say("distill:", json.dumps({k: v for k, v in reports["distill"].items() if k != "config"}))
+    if not main_rank:
+        return reports
     if "evaluate" in stages:
         teacher_steps, g = teacher_cfg.sample_steps, teacher_cfg.guidance_scale
         results = compare_models({

@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SDKError
+from . import names
 
 # kind -> (key holding the version, version assumed when the key is absent (None: required), versions read)
 KINDS: dict[str, tuple[str, int | None, tuple[int, ...]]] = {
     "manifest": ("schema_version", None, (1, 2)),
-    "tokenizer": ("version", 1, (1,)),
+    "tokenizer": ("version", 1, tuple(names()["tokenizers"]["reads_versions"])),
     "model_index": ("format_version", None, (1,)),
     "latency_table": ("schema_version", None, (1,)),
     "plan": ("version", 1, (1,)),

@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import DOWNSAMPLE_PADDINGS, UPSAMPLE_MODES
+
 
 def silu(x: torch.Tensor) -> torch.Tensor:
     return x * torch.sigmoid(x)
@@ -98,17 +100,21 @@ class LayerNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention over [N, L, D] tokens with 3-D bmm; `context` gives cross-attention."""
+    """Multi-head attention over [N, L, D] tokens with 3-D bmm; `context` gives cross-attention.
+    `qkv_bias`: CLIP's and the SD VAE's projections have biases, SD's UNet's do not. `inner` (heads x head
+    size, default `dim`) is narrower in sub-networks that keep only the first heads."""
 
-    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, out_bias: bool = True):
+    def __init__(self, dim: int, head_dim: int, context_dim: int | None = None, out_bias: bool = True,
+                 qkv_bias: bool = False, inner: int | None = None):
         super().__init__()
-        self.heads = max(1, dim // head_dim)
-        self.head_dim = dim // self.heads
+        inner = inner or dim
+        self.heads = max(1, inner // head_dim)
+        self.head_dim = inner // self.heads
         context_dim = context_dim or dim
-        self.to_q = nn.Linear(dim, dim, bias=False)
-        self.to_k = nn.Linear(context_dim, dim, bias=False)
-        self.to_v = nn.Linear(context_dim, dim, bias=False)
-        self.to_out = nn.Linear(dim, dim, bias=out_bias)
+        self.to_q = nn.Linear(dim, inner, bias=qkv_bias)
+        self.to_k = nn.Linear(context_dim, inner, bias=qkv_bias)
+        self.to_v = nn.Linear(context_dim, inner, bias=qkv_bias)
+        self.to_out = nn.Linear(inner, dim, bias=out_bias)
 
     def _split(self, x: torch.Tensor) -> torch.Tensor:
         n, length, _ = x.shape
@@ -117,7 +123,7 @@ class Attention(nn.Module):
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
-        n, length, dim = x.shape
+        n, length, _ = x.shape
         context = x if context is None else context
         q = self._split(self.to_q(x) * (self.head_dim**-0.5))
         k = self._split(self.to_k(context))
@@ -126,7 +132,7 @@ class Attention(nn.Module):
         if mask is not None:
             scores = scores + mask
         out = torch.bmm(torch.softmax(scores, dim=-1), v)
-        out = out.reshape(n, self.heads, length, self.head_dim).permute(0, 2, 1, 3).reshape(n, length, dim)
+        out = out.reshape(n, self.heads, length, self.head_dim).permute(0, 2, 1, 3).reshape(n, length, -1)
         return self.to_out(out)
 
     def forward_bc1s(
@@ -149,29 +155,56 @@ class Attention(nn.Module):
         return linear_bc1s(self.to_out, torch.cat(heads, dim=1))
 
 
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """CLIP's GELU approximation x * sigmoid(1.702 x)."""
+    return x * torch.sigmoid(1.702 * x)
+
+
+FF_ACTIVATIONS = ("gelu", "quick_gelu", "geglu")
+
+
 class FeedForward(nn.Module):
-    def __init__(self, dim: int, hidden: int):
+    """fc2(act(fc1(x))). "geglu" (SD's UNet) is fc2(fc1(x) * gelu(gate(x))): diffusers' one projection to
+    2 * hidden is split into `fc1` and `gate`, so no tensor is sliced at run time."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu"):
         super().__init__()
+        if activation not in FF_ACTIVATIONS:
+            raise ValueError(f"unknown feed-forward activation {activation!r}; choose from {FF_ACTIVATIONS}")
+        self.activation = activation
         self.fc1 = nn.Linear(dim, hidden)
+        self.gate = nn.Linear(dim, hidden) if activation == "geglu" else None
         self.fc2 = nn.Linear(hidden, dim)
 
+    def _hidden(self, x: torch.Tensor, linear) -> torch.Tensor:
+        h = linear(self.fc1, x)
+        if self.gate is not None:
+            return h * F.gelu(linear(self.gate, x))
+        return quick_gelu(h) if self.activation == "quick_gelu" else F.gelu(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(self._hidden(x, lambda layer, t: layer(t)))
 
     def forward_bc1s(self, x: torch.Tensor) -> torch.Tensor:
-        return linear_bc1s(self.fc2, F.gelu(linear_bc1s(self.fc1, x)))
+        return linear_bc1s(self.fc2, self._hidden(x, linear_bc1s))
 
 
 class ResBlock(nn.Module):
-    """SD-style ResBlock: GN-SiLU-conv, add the (optional) time embedding, GN-SiLU-conv, skip."""
+    """SD-style ResBlock: GN-SiLU-conv, add the (optional) time embedding, GN-SiLU-conv, skip.
 
-    def __init__(self, in_ch: int, out_ch: int, groups: int, temb_dim: int | None = None, eps: float = 1e-5):
+    `inner` (conv1's output, conv2's input; default `out_ch`) is narrower in sub-networks. Its GroupNorm keeps
+    the group size (out_ch / groups) rather than the group count, so the first k groups of a narrower block
+    normalise exactly like the first k groups of the full one."""
+
+    def __init__(self, in_ch: int, out_ch: int, groups: int, temb_dim: int | None = None, eps: float = 1e-5,
+                 inner: int | None = None):
         super().__init__()
+        inner = inner or out_ch
         self.norm1 = GroupNorm(groups, in_ch, eps)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.time_proj = nn.Linear(temb_dim, out_ch) if temb_dim else None
-        self.norm2 = GroupNorm(groups, out_ch, eps)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
+        self.conv1 = nn.Conv2d(in_ch, inner, 3, padding=1)
+        self.time_proj = nn.Linear(temb_dim, inner) if temb_dim else None
+        self.norm2 = GroupNorm(groups * inner // out_ch, inner, eps)
+        self.conv2 = nn.Conv2d(inner, out_ch, 3, padding=1)
         self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else None
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None, num_frames: int = 1) -> torch.Tensor:
@@ -187,22 +220,50 @@ class ResBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-    def __init__(self, ch: int):
+    """Stride-2 3x3 conv. "bottom_right" pads one row and column after the image (the SD VAE encoder's
+    Downsample2D) instead of one on every side."""
+
+    def __init__(self, ch: int, padding: str = "symmetric"):
         super().__init__()
-        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=1)
+        if padding not in DOWNSAMPLE_PADDINGS:
+            raise ValueError(f"unknown downsample padding {padding!r}; choose from {DOWNSAMPLE_PADDINGS}")
+        self.pad_after = padding == "bottom_right"
+        self.conv = nn.Conv2d(ch, ch, 3, stride=2, padding=0 if self.pad_after else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x)
+        return self.conv(F.pad(x, (0, 1, 0, 1)) if self.pad_after else x)
+
+
+def distinct_view(x: torch.Tensor) -> torch.Tensor:
+    """x as a graph node of its own (a reshape round trip), for concatenating a tensor with itself: XNNPACK's
+    partitioner counts distinct inputs and leaves cat([x, x]) outside."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h * w).reshape(n, c, h, w)
+
+
+def nearest_upsample_2x(x: torch.Tensor) -> torch.Tensor:
+    """F.interpolate(x, scale_factor=2, mode="nearest") as 4-D reshapes and concatenations, which XNNPACK
+    runs (it has no nearest-neighbour resize). Each cat joins two distinct views: the partitioner counts
+    distinct inputs and leaves cat([x, x]) outside."""
+    n, c, h, w = x.shape
+    cols = torch.cat([x.reshape(n, c * h, w, 1), x.reshape(n, c * h, w, 1)], dim=3)
+    rows = torch.cat([cols.reshape(n, c * h, 1, 2 * w), cols.reshape(n, c * h, 1, 2 * w)], dim=2)
+    return rows.reshape(n, c, 2 * h, 2 * w)
 
 
 class Upsample(nn.Module):
-    """x2 bilinear upsampling then a 3x3 conv (bilinear because XNNPACK has no nearest-neighbour resize)."""
+    """x2 upsampling then a 3x3 conv: bilinear (our own models) or nearest (SD's UNet and VAE)."""
 
-    def __init__(self, ch: int):
+    def __init__(self, ch: int, mode: str = "bilinear"):
         super().__init__()
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"unknown upsampling {mode!r}; choose from {UPSAMPLE_MODES}")
+        self.mode = mode
         self.conv = nn.Conv2d(ch, ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "nearest":
+            return self.conv(nearest_upsample_2x(x))
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
 
 

@@ -5,6 +5,7 @@ The byte tokenizer needs no vocabulary file and no download: ids are pad=0, bos=
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextEncoderConfig
@@ -48,13 +49,22 @@ class ByteTokenizer:
         }
 
 
+def tokenizer_from_dict(spec: dict):
+    """The tokenizer a tokenizer.json document (already validated against its schema) describes."""
+    if spec["type"] == "clip_bpe":
+        from ..clip_tokenizer import CLIPTokenizer
+
+        return CLIPTokenizer.from_dict(spec)
+    return ByteTokenizer(spec["max_length"])
+
+
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: TextEncoderConfig):
         super().__init__()
         self.norm1 = LayerNorm(cfg.hidden_size)
-        self.attn = Attention(cfg.hidden_size, cfg.hidden_size // cfg.num_heads)
+        self.attn = Attention(cfg.hidden_size, cfg.hidden_size // cfg.num_heads, qkv_bias=cfg.qkv_bias)
         self.norm2 = LayerNorm(cfg.hidden_size)
-        self.mlp = FeedForward(cfg.hidden_size, cfg.intermediate_size)
+        self.mlp = FeedForward(cfg.hidden_size, cfg.intermediate_size, cfg.hidden_act)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(self.norm1(x), mask=mask)
@@ -82,8 +92,13 @@ class TextEncoder(PretrainedMixin, nn.Module):
         # Finite mask value: -inf can turn into NaN in fp16 softmax on some backends.
         causal = torch.full((config.max_length, config.max_length), -1e4).triu(1)
         self.register_buffer("causal_mask", causal[None], persistent=False)
+        if config.tokenizer != "byte":  # earlier[j, k] = 1 for k < j: counts EOS tokens before j (CLIP pads with EOS)
+            self.register_buffer("earlier", torch.ones(config.max_length, config.max_length).tril(-1), persistent=False)
 
     def tokenizer(self) -> ByteTokenizer:
+        """The byte tokenizer (a BPE tokenizer is a file: models.clip_tokenizer.CLIPTokenizer)."""
+        if self.config.tokenizer != "byte":
+            raise ValueError(f"a {self.config.tokenizer} tokenizer is read from the model's tokenizer/ folder")
         return ByteTokenizer(self.config.max_length)
 
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -100,7 +115,11 @@ class TextEncoder(PretrainedMixin, nn.Module):
             for layer in self.layers:
                 x = layer(x, mask)
             x = self.final_norm(x)
-        # The tokenizer emits exactly one EOS, so a one-hot bmm picks it (no data-dependent indexing).
-        eos = (input_ids == EOS_ID).to(x.dtype)[:, None, :]
-        pooled = torch.bmm(eos, x)[:, 0]
+        # A one-hot bmm picks the EOS (no data-dependent indexing). The byte tokenizer emits exactly one;
+        # CLIP's pads with EOS, so only the first (no EOS before it) is kept.
+        eos = (input_ids == self.config.eos_id).to(x.dtype)
+        if self.config.tokenizer != "byte":
+            earlier = self.earlier if length == self.config.max_length else self.earlier[:length, :length]
+            eos = eos * (F.linear(eos, earlier) < 0.5).to(x.dtype)
+        pooled = torch.bmm(eos[:, None, :], x)[:, 0]
         return x, pooled

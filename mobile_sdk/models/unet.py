@@ -15,7 +15,8 @@ from torch import nn
 from ..config import UNetConfig
 from ..plan import TemporalPlan, slot_id, unet_slots
 from .layers import (
-    Attention, Downsample, FeedForward, GroupNorm, LayerNorm, ResBlock, Upsample, linear_bc1s, silu, tokens_to_bc1s,
+    Attention, Downsample, FeedForward, GroupNorm, LayerNorm, ResBlock, Upsample, distinct_view, linear_bc1s, silu,
+    tokens_to_bc1s,
 )
 from .pretrained import PretrainedMixin
 from .temporal import make_temporal_layer
@@ -35,11 +36,12 @@ class TimestepEmbedding(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, dim: int, head_dim: int, context_dim: int, ff_mult: int):
+    def __init__(self, dim: int, head_dim: int, context_dim: int, ff_inner: int, ff_activation: str = "gelu",
+                 attention_inner: int | None = None):
         super().__init__()
-        self.norm1, self.attn1 = LayerNorm(dim), Attention(dim, head_dim)
-        self.norm2, self.attn2 = LayerNorm(dim), Attention(dim, head_dim, context_dim)
-        self.norm3, self.ff = LayerNorm(dim), FeedForward(dim, dim * ff_mult)
+        self.norm1, self.attn1 = LayerNorm(dim), Attention(dim, head_dim, inner=attention_inner)
+        self.norm2, self.attn2 = LayerNorm(dim), Attention(dim, head_dim, context_dim, inner=attention_inner)
+        self.norm3, self.ff = LayerNorm(dim), FeedForward(dim, ff_inner, ff_activation)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor, num_frames: int) -> torch.Tensor:
         """x: [B*T, HW, C]; context: [B, L, D]. Cross-attention runs over all frames of a clip at once,
@@ -58,16 +60,19 @@ class TransformerBlock(nn.Module):
 
 
 class SpatialTransformer(nn.Module):
-    """Per-frame self-attention, cross-attention to the text and a feed-forward (SD's Transformer2D)."""
+    """Per-frame self-attention, cross-attention to the text and a feed-forward (SD's Transformer2D; its
+    1x1-conv proj_in/proj_out are these linears with the same weights)."""
 
     impl = "default"
 
-    def __init__(self, ch: int, cfg: UNetConfig):
+    def __init__(self, ch: int, cfg: UNetConfig, level: int):
         super().__init__()
-        self.norm = GroupNorm(cfg.norm_groups, ch)
+        self.norm = GroupNorm(cfg.norm_groups, ch, cfg.transformer_norm_eps)
         self.proj_in = nn.Linear(ch, ch)
         self.blocks = nn.ModuleList(
-            TransformerBlock(ch, cfg.head_dim, cfg.cross_attention_dim, cfg.ff_mult) for _ in range(cfg.transformer_depth)
+            TransformerBlock(ch, cfg.stage_head_dim(level), cfg.cross_attention_dim, cfg.ff_inner(level),
+                             cfg.ff_activation, cfg.attention_inner(level))
+            for _ in range(cfg.stage_transformer_depth(level))
         )
         self.proj_out = nn.Linear(ch, ch)
 
@@ -88,13 +93,15 @@ class SpatialTransformer(nn.Module):
 
 
 class Stage(nn.Module):
-    """ResBlocks with optional transformers, and an optional resampler at the end."""
+    """ResBlocks with optional transformers, and an optional resampler at the end. An up stage with fewer
+    blocks than skips (config.up_blocks) drops the last `unused_skips` of its skips."""
 
     def __init__(self):
         super().__init__()
         self.res = nn.ModuleList()
         self.attn = nn.ModuleList()
         self.resample: nn.Module | None = None
+        self.unused_skips = 0
 
 
 def _slot_key(slot: str) -> str:
@@ -123,10 +130,10 @@ class VideoUNet(PretrainedMixin, nn.Module):
         for level, out_ch in enumerate(chs):
             stage = Stage()
             for _ in range(cfg.layers_per_block):
-                stage.res.append(ResBlock(ch, out_ch, cfg.norm_groups, temb_dim))
+                stage.res.append(ResBlock(ch, out_ch, cfg.norm_groups, temb_dim, inner=cfg.res_inner(level)))
                 ch = out_ch
                 if cfg.attention_stages[level]:
-                    stage.attn.append(SpatialTransformer(ch, cfg))
+                    stage.attn.append(SpatialTransformer(ch, cfg, level))
                 skip_chs.append(ch)
             if level < levels - 1:
                 stage.resample = Downsample(ch)
@@ -134,19 +141,25 @@ class VideoUNet(PretrainedMixin, nn.Module):
             self.down.append(stage)
 
         self.mid = Stage()
-        self.mid.res.extend([ResBlock(ch, ch, cfg.norm_groups, temb_dim), ResBlock(ch, ch, cfg.norm_groups, temb_dim)])
-        self.mid.attn.append(SpatialTransformer(ch, cfg))
+        if cfg.mid_block:
+            inner = cfg.res_inner(levels - 1)
+            self.mid.res.extend(ResBlock(ch, ch, cfg.norm_groups, temb_dim, inner=inner) for _ in range(2))
+            self.mid.attn.append(SpatialTransformer(ch, cfg, levels - 1))
 
         up_by_level: dict[int, Stage] = {}
         for level in reversed(range(levels)):
             stage, out_ch = Stage(), chs[level]
-            for _ in range(cfg.layers_per_block + 1):
-                stage.res.append(ResBlock(ch + skip_chs.pop(), out_ch, cfg.norm_groups, temb_dim))
+            for j in range(cfg.layers_per_block + 1):
+                skip_ch = skip_chs.pop()
+                if j >= cfg.up_block_count(level):  # a dropped block: its skip goes unused
+                    continue
+                stage.res.append(ResBlock(ch + skip_ch, out_ch, cfg.norm_groups, temb_dim, inner=cfg.res_inner(level)))
                 ch = out_ch
                 if cfg.attention_stages[level]:
-                    stage.attn.append(SpatialTransformer(ch, cfg))
+                    stage.attn.append(SpatialTransformer(ch, cfg, level))
+            stage.unused_skips = cfg.layers_per_block + 1 - len(stage.res)
             if level > 0:
-                stage.resample = Upsample(ch)
+                stage.resample = Upsample(ch, cfg.upsample)
             up_by_level[level] = stage
         self.up = nn.ModuleList(up_by_level[level] for level in range(levels))
 
@@ -172,12 +185,17 @@ class VideoUNet(PretrainedMixin, nn.Module):
     def _run_stage(self, name: str, stage: Stage, x, temb, ctx, t, skips: list | None, push: list | None):
         for j, res in enumerate(stage.res):
             if skips is not None:
-                x = torch.cat([x, skips.pop()], dim=1)
+                skip = skips.pop()
+                if skip is x:  # no middle block: the deepest up stage joins the last down output with itself
+                    skip = distinct_view(skip)
+                x = torch.cat([x, skip], dim=1)
             x = self._t(slot_id(name, "res", j), res(x, temb, t), t)
             if len(stage.attn):
                 x = self._t(slot_id(name, "attn", j), stage.attn[j](x, ctx, t), t)
             if push is not None:
                 push.append(x)
+        if skips is not None:
+            del skips[len(skips) - stage.unused_skips:]
         return x
 
     def _embed(self, sample, timestep, encoder_hidden_states):
@@ -206,9 +224,10 @@ class VideoUNet(PretrainedMixin, nn.Module):
                 x = stage.resample(x)
                 skips.append(x)
 
-        x = self._t("mid.res0", self.mid.res[0](x, temb, t), t)
-        x = self._t("mid.attn0", self.mid.attn[0](x, ctx, t), t)
-        x = self._t("mid.res1", self.mid.res[1](x, temb, t), t)
+        if len(self.mid.res):
+            x = self._t("mid.res0", self.mid.res[0](x, temb, t), t)
+            x = self._t("mid.attn0", self.mid.attn[0](x, ctx, t), t)
+            x = self._t("mid.res1", self.mid.res[1](x, temb, t), t)
 
         for level in reversed(range(len(self.up))):
             stage = self.up[level]

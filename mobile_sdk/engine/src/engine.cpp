@@ -127,16 +127,6 @@ double psnr_db(const std::vector<double>& ref, const std::vector<double>& test, 
   return std::min(cap, 10.0 * std::log10(peak * peak / mse));
 }
 
-// ---- tokenizer ----------------------------------------------------------------------------------
-std::vector<int64_t> Tokenizer::encode(const std::string& prompt) const {
-  std::vector<int64_t> ids{bos_id};
-  const size_t body = std::min(prompt.size(), size_t(max_length - 2));
-  for (size_t i = 0; i < body; ++i) ids.push_back(byte_offset + static_cast<unsigned char>(prompt[i]));
-  ids.push_back(eos_id);
-  ids.resize(size_t(max_length), pad_id);
-  return ids;
-}
-
 // ---- engine -------------------------------------------------------------------------------------
 Engine::Engine() = default;
 Engine::~Engine() = default;
@@ -188,7 +178,7 @@ Result<std::unique_ptr<Engine>> Engine::open_impl(const std::string& package_dir
   if (!pkg.ok()) return pkg.error();
   const Package& p = *pkg.value();
   const std::string mpath = p.manifest_path();
-  auto tok = load_tokenizer(p);
+  auto tok = Tokenizer::load(p.path(contract::TOKENIZER_FILE));
   if (!tok.ok()) return tok.error();
   engine->tokenizer_ = tok.value();
 
@@ -351,7 +341,9 @@ Result<Video> Engine::generate_from_latents(const std::string& prompt, const std
                                                   shape_str(info_.latent_shape())};
 
   auto encode = [&](const std::string& text) -> Result<Tensor> {
-    const auto ids = tokenizer_.encode(text);
+    auto encoded = tokenizer_.encode(text);
+    if (!encoded.ok()) return encoded.error();
+    const auto& ids = encoded.value();
     auto spec = programs_->input_specs(names::kTextEncoder, text_method_);
     if (!spec.ok()) return spec.error();
     Tensor t = Tensor::zeros((*spec)[0].dtype, {1, int64_t(ids.size())});

@@ -166,23 +166,4 @@ Result<Tensor> Package::read_tensor(const json& spec, const std::string& where) 
   return t;
 }
 
-Result<Tokenizer> load_tokenizer(const Package& pkg) {
-  const std::string p = pkg.path(contract::TOKENIZER_FILE);
-  auto j = parse_json(p, "tokenizer");
-  if (!j.ok()) return j.error();
-  const json& t = j.value();
-  if (!t.is_object() || t.value("type", json()) != "byte")
-    return package_error(p, "not a byte tokenizer (type " + (t.is_object() ? t.value("type", json()).dump() : "?") + ")");
-  Tokenizer tok;
-  for (auto [key, field] : std::initializer_list<std::pair<const char*, int64_t*>>{
-           {"pad_id", &tok.pad_id}, {"bos_id", &tok.bos_id}, {"eos_id", &tok.eos_id},
-                            {"byte_offset", &tok.byte_offset}, {"max_length", &tok.max_length}}) {
-    if (!t.contains(key) || !t[key].is_number_integer() || t[key].get<int64_t>() < 0)
-      return package_error(p, std::string("missing or bad '") + key + "'");
-    *field = t[key].get<int64_t>();
-  }
-  if (tok.max_length < 2) return package_error(p, "max_length must be >= 2 (BOS and EOS)");
-  return tok;
-}
-
 }  // namespace mvd

@@ -31,7 +31,4 @@ class Package {
   std::string manifest_sha256_;
 };
 
-// Reads tokenizer.json (the byte tokenizer).
-Result<Tokenizer> load_tokenizer(const Package& pkg);
-
 }  // namespace mvd

@@ -105,9 +105,10 @@ Result<std::vector<SelfTestEntry>> Engine::self_test_impl() {
         inputs.push_back(std::move(t.value()));
       }
       if (component == names::kTextEncoder && v.contains("prompt") && v["prompt"].is_string()) {
-        const auto ids = tokenizer_.encode(v["prompt"].get<std::string>());
+        auto ids = tokenizer_.encode(v["prompt"].get<std::string>());
+        if (!ids.ok()) return vector_error(pkg, name, ids.error().message);
         const auto recorded = inputs.at(0).to_doubles();
-        entries.push_back({name, "tokenizer ids", 0, 0, std::vector<double>(ids.begin(), ids.end()) == recorded});
+        entries.push_back({name, "tokenizer ids", 0, 0, std::vector<double>(ids->begin(), ids->end()) == recorded});
         entries.back().psnr_db = entries.back().passed ? 200.0 : 0.0;
         entries.back().min_psnr_db = 200.0;
       }

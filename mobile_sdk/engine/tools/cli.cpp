@@ -4,6 +4,8 @@
 //   mvd_engine_cli --package P --self-test
 //   mvd_engine_cli --package P --prompt S [--seed N] --benchmark F.json [--warmup 1] [--runs 5] [--emulated]
 //   mvd_engine_cli --noise SEED --count N [--offset K] --out F.npy      (the portable noise, float32)
+//   mvd_engine_cli --tokenizer tokenizer.json --prompt S | --prompts F.json   (ids only: {"ids": [[...], ...]};
+//                  F.json is a list of prompts)
 //
 // Modes combine (self-test, then generate, then benchmark). Progress and results go to stderr; the
 // last stdout line is a JSON summary (frames written, timings). Errors: one line on stderr, exit 2;
@@ -15,6 +17,7 @@
 #include <cstring>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <string>
 #include <vector>
@@ -102,7 +105,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> opt;
   const std::vector<std::string> flags = {"--self-test", "--no-verify", "--emulated"};
   const std::vector<std::string> valued = {"--package", "--prompt", "--seed",  "--out",   "--threads", "--benchmark",
-                                           "--warmup",  "--runs",   "--noise", "--count", "--offset"};
+                                           "--warmup",  "--runs",   "--noise", "--count", "--offset",
+                                           "--tokenizer", "--prompts"};
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (std::find(flags.begin(), flags.end(), k) != flags.end()) {
@@ -125,6 +129,27 @@ int main(int argc, char** argv) {
     const auto values = mvd::portable_normal(seed, size_t(count), offset);
     write_atomic(opt["--out"], npy_header("<f4", {count}), values.data(), values.size() * sizeof(float));
     std::printf("%s\n", nlohmann::json({{"out", opt["--out"]}, {"count", count}}).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+    return 0;
+  }
+
+  if (has("--tokenizer")) {
+    const auto tokenizer = check(mvd::Tokenizer::load(opt["--tokenizer"]));
+    std::vector<std::string> prompts;
+    if (has("--prompts")) {
+      std::ifstream f(opt["--prompts"], std::ios::binary);
+      if (!f) die(opt["--prompts"] + ": cannot read");
+      const auto list = nlohmann::json::parse(f, nullptr, /*allow_exceptions=*/false);
+      if (!list.is_array() || !std::all_of(list.begin(), list.end(), [](const auto& p) { return p.is_string(); }))
+        die(opt["--prompts"] + ": not a JSON list of strings");
+      for (const auto& p : list) prompts.push_back(p.get<std::string>());
+    } else if (has("--prompt")) {
+      prompts.push_back(opt["--prompt"]);
+    } else {
+      die("--tokenizer needs --prompt S or --prompts F.json");
+    }
+    nlohmann::json ids = nlohmann::json::array();
+    for (const auto& p : prompts) ids.push_back(check(tokenizer.encode(p)));
+    std::printf("%s\n", nlohmann::json({{"ids", ids}}).dump().c_str());
     return 0;
   }
 

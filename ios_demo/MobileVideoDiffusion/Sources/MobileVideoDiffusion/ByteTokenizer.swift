@@ -35,7 +35,9 @@ public struct ByteTokenizer: Decodable {
             throw PackageError(url, "not a tokenizer spec: \(error.localizedDescription)")
         }
         guard (version ?? 1) == 1 else { throw PackageError(url, "tokenizer version \(version ?? 1) is not supported (this reader reads 1)") }
-        guard type == "byte" else { throw PackageError(url, "tokenizer type \"\(type)\" is not supported (this reader knows \"byte\")") }
+        guard type == ContractNames.tokenizerByte else {
+            throw PackageError(url, "tokenizer type \"\(type)\" is not supported (this reader knows \"\(ContractNames.tokenizerByte)\")")
+        }
         guard maxLength >= 2 else { throw PackageError(url, "max_length \(maxLength) leaves no room for BOS and EOS") }
     }
 

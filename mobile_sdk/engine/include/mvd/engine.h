@@ -87,11 +87,19 @@ size_t dtype_size(DType dtype);
 // mobile_sdk.noise.portable_normal on every platform (build with -ffp-contract=off).
 std::vector<float> portable_normal(uint64_t seed, size_t count, uint64_t offset = 0);
 
-// --- the byte tokenizer (tokenizer.json) --------------------------------------------------------
+// --- the tokenizer (tokenizer.json: mobile_sdk/contract/schemas/tokenizer.v2.schema.json) -----------
+class ClipBpe;  // src/clip_tokenizer.h
+
 struct Tokenizer {
   int64_t pad_id = 0, bos_id = 1, eos_id = 2, byte_offset = 3, max_length = 0;
-  // UTF-8 bytes + byte_offset between BOS and EOS, truncated (EOS kept) and padded to max_length.
-  std::vector<int64_t> encode(const std::string& prompt) const;
+  std::shared_ptr<const ClipBpe> clip;  // type clip_bpe: vocab and merges (immutable, shared by copies); else byte
+
+  // Reads and checks a tokenizer.json; errors (kPackage) name the file.
+  static Result<Tokenizer> load(const std::string& path);
+  // BOS, the prompt's ids truncated to max_length - 2, EOS, then pad_id up to max_length.
+  // byte: UTF-8 bytes + byte_offset. clip_bpe: CLIP's byte-level BPE; a prompt that is not valid
+  // UTF-8 is refused (kInvalidArgument).
+  Result<std::vector<int64_t>> encode(const std::string& prompt) const;
 };
 
 // --- the engine -------------------------------------------------------------------------------
