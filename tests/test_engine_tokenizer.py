@@ -10,50 +10,16 @@ import os
 import random
 import time
 import unicodedata
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests.bpe_fixtures import byte_vocab, learn_merges
 from tests.engine_fixtures import REPO, engine_cli, run_cli  # noqa: F401 - engine_cli is a fixture
-from mobile_sdk.clip_tokenizer import EXAMPLE_PROMPTS, WHITE_SPACE, CLIPTokenizer, bytes_to_unicode
+from mobile_sdk.clip_tokenizer import EXAMPLE_PROMPTS, WHITE_SPACE, CLIPTokenizer
 
 CORPUS = ("a red circle moving right on a blue background, a photo of an astronaut riding a horse on the moon; "
           "it's a beautiful day and we're going to the sea shore: café, naïve, 東京タワー, 1999 highly detailed 4k")
-
-
-def byte_vocab() -> dict[str, int]:
-    """The 256 byte characters, the same with </w>, then the special tokens: with no merges, ids spell each
-    word's normalised UTF-8 exactly, so they show every normalisation and splitting decision."""
-    chars = list(bytes_to_unicode().values())
-    return {t: i for i, t in enumerate(chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"])}
-
-
-def learn_merges(corpus: str, count: int) -> list[str]:
-    """Frequent adjacent pairs, merged greedily (a small BPE training)."""
-    table = bytes_to_unicode()
-    words = Counter(tuple(table[b] for b in w.encode()) for w in corpus.lower().split())
-    words = Counter({w[:-1] + (w[-1] + "</w>",): n for w, n in words.items()})
-    merges = []
-    for _ in range(count):
-        pairs = Counter(p for w, n in words.items() for p in zip(w, w[1:]) for _ in range(n))
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], p))
-        merges.append(" ".join(best))
-        merged = Counter()
-        for w, n in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if w[i : i + 2] == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            merged[tuple(out)] += n
-        words = merged
-    return merges
 
 
 def tokenizer(vocab: dict[str, int], merges: list[str], max_length: int) -> CLIPTokenizer:

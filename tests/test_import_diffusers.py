@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -17,49 +16,15 @@ from export.convert.checkpoint import ConversionError  # noqa: E402
 from export.convert.diffusers import convert_diffusers, import_diffusers  # noqa: E402
 from export.convert.unet import unet_config, unet_state  # noqa: E402
 from export.lowering.parity import psnr  # noqa: E402
-from mobile_sdk.clip_tokenizer import EXAMPLE_PROMPTS, CLIPTokenizer, bytes_to_unicode  # noqa: E402
+from mobile_sdk.clip_tokenizer import EXAMPLE_PROMPTS, CLIPTokenizer  # noqa: E402
 from mobile_sdk.models import VideoUNet  # noqa: E402
 from mobile_sdk.pipeline import VideoPipeline  # noqa: E402
+from tests.bpe_fixtures import tiny_bpe  # noqa: E402
 
 MIN_DB = 60.0
 CORPUS = ("a red circle moving right on a blue background, a photo of an astronaut riding a horse on the moon; "
           "the quick brown fox jumps over the lazy dog. it's a beautiful day and we're going to the sea shore "
           "with our friends: painting, drawing, portrait, landscape, highly detailed, 4k, trending")
-
-
-def tiny_bpe(corpus: str, num_merges: int = 120) -> tuple[dict[str, int], list[str]]:
-    """A CLIP-layout vocabulary: the 256 byte characters, the same with </w>, learnt merges, then the two
-    special tokens last (so EOS is the largest id, as in CLIP)."""
-    chars = list(bytes_to_unicode().values())
-    vocab_list = chars + [c + "</w>" for c in chars]
-    table = bytes_to_unicode()
-    words = Counter(tuple(table[b] for b in w.encode()) for w in corpus.lower().split())
-    words = Counter({w[:-1] + (w[-1] + "</w>",): n for w, n in words.items()})
-    merges = []
-    for _ in range(num_merges):
-        pairs = Counter()
-        for w, n in words.items():
-            for p in zip(w, w[1:]):
-                pairs[p] += n
-        if not pairs:
-            break
-        best = max(pairs, key=lambda p: (pairs[p], p))
-        merges.append(" ".join(best))
-        vocab_list.append("".join(best))
-        merged = Counter()
-        for w, n in words.items():
-            out, i = [], 0
-            while i < len(w):
-                if i + 1 < len(w) and (w[i], w[i + 1]) == best:
-                    out.append(w[i] + w[i + 1])
-                    i += 2
-                else:
-                    out.append(w[i])
-                    i += 1
-            merged[tuple(out)] += n
-        words = merged
-    vocab_list += ["<|startoftext|>", "<|endoftext|>"]
-    return {t: i for i, t in enumerate(dict.fromkeys(vocab_list))}, merges
 
 
 def write_tokenizer(folder: Path, vocab: dict, merges: list[str], max_length: int = 77) -> None:
