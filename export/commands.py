@@ -2,6 +2,7 @@
 `mobile-sdk` CLI through the `mobile_sdk.commands` entry point; heavy imports happen when one runs)."""
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,7 @@ def cmd_export(args) -> int:
     from export.lowering.coreml import CoreMLOptions
     from export.lowering.package_writer import export_package
 
-    pipe = load_pipeline(args)
+    pipe = _apply_searched_subnet(load_pipeline(args), args.plan)
     out = Path(args.out)
     if out.suffix != ".mobilepkg":
         raise SDKError(f"{out}: a package path must end in .mobilepkg")
@@ -29,8 +30,43 @@ def cmd_export(args) -> int:
     options = CoreMLOptions(deployment_target=args.coreml_target, extra_sizes=sizes)
     export_package(pipe, out, targets=tuple(dict.fromkeys(args.target or ["executorch"])), quantize=args.quantize,
                    check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options,
-                   latency_table=_searched_table(args.plan), overwrite=args.overwrite)
+                   latency_table=_searched_table(args.plan), overwrite=args.overwrite, low_memory=args.low_memory)
     return 0
+
+
+def _apply_searched_subnet(pipe, plan_file: str | None):
+    """A plan from `search --space ...width/depth/resolution` names a sub-network and a resolution
+    (`search.steps`): the pipeline's UNet becomes that sub-network (export.nas.elastic.extract: really
+    smaller tensors) at that size. One sub-network for every step; per-step sub-networks need one UNet
+    method per sub-network in the package writer, which it does not do yet."""
+    import dataclasses
+
+    from mobile_sdk.config import read_json
+    from mobile_sdk.models.step_aware import StepAwareUNet
+    from mobile_sdk.pipeline import VideoPipeline
+
+    from export.nas.elastic import SubNet, extract
+
+    steps = (read_json(plan_file).get("search") or {}).get("steps") if plan_file else None
+    if not steps:
+        return pipe
+    distinct = {json.dumps([s["subnet"], s["resolution"]], sort_keys=True) for s in steps}
+    if len(distinct) > 1:
+        raise SDKError(f"{plan_file}: the steps use {len(distinct)} different sub-networks; exporting per-step "
+                       f"sub-networks (one UNet method each) is not supported yet: search without --step-aware, "
+                       f"or with --space temporal")
+    base = pipe.unet
+    if isinstance(base, StepAwareUNet):  # a plan file's plan(s) load as per-step views of one backbone
+        if len(base.distinct) > 1:
+            raise SDKError(f"{plan_file}: per-step temporal plans with a sub-network cannot be exported yet "
+                           f"(one UNet method per step's sub-network)")
+        base = base.views[0]
+    subnet = SubNet.from_dict(steps[0]["subnet"], f"{plan_file}: search.steps[0].subnet")
+    unet = extract(base, subnet)
+    r = steps[0]["resolution"]
+    config = dataclasses.replace(pipe.config, unet=unet.config, height=r["height"], width=r["width"])
+    config.check_size(config.height, config.width, config.num_frames, f"{plan_file}: search.steps[0].resolution")
+    return VideoPipeline(config, pipe.text_encoder, unet, pipe.vae_decoder, pipe.tokenizer, pipe.trained)
 
 
 def _searched_table(plan_file: str | None) -> dict | None:
@@ -73,13 +109,19 @@ def _config_for_table(config, table, table_path: str):
 def cmd_search(args) -> int:
     from mobile_sdk.config import load_preset
 
+    from export.nas.genome import parse_space
     from export.nas.latency_table import load_table
     from export.nas.model_blocks import model_blocks
     from export.nas.efficiency_predictor import LatencyPredictor
     from export.nas.search_algorithm import Constraint, ProxyObjective, SearchConfig, evolutionary_search
     from export.nas.search_outputs import write_search_outputs
 
+    axes = parse_space(args.space)
+    if args.resolutions and "resolution" not in axes:
+        raise SDKError("--resolutions needs the resolution axis (--space ...,resolution)")
     table = load_table(args.table)
+    if axes != ("temporal",):
+        return _search_space(args, axes, table)
     if args.supernet:
         from export.nas.accuracy_predictor import SupernetEvaluator
 
@@ -100,11 +142,87 @@ def cmd_search(args) -> int:
                                  SearchConfig(population=args.population, generations=args.generations, seed=args.seed))
     summary = write_search_outputs(result, constraint, objective.label, args.out,
                                    extra={"supernet": str(args.supernet) if args.supernet else None})
+    _print_summary(args, table, summary, "plans")
+    return 0
+
+
+def _print_summary(args, table, summary: dict, what: str) -> None:
     p = summary["predicted"]
-    print(f"wrote {args.out} (+ .pareto.json, .pareto.png): {summary['evaluations']} plans evaluated")
+    print(f"wrote {args.out} (+ .pareto.json, .pareto.png): {summary['evaluations']} {what} evaluated")
     print(f"predicted ({table.provenance['kind'].upper()} table): denoising {p['denoise_ms']:.3f} ms "
           f"(budget {args.budget_ms:g}), end to end {p['end_to_end_ms']:.3f} ms, peak {p['peak_memory_mb']:.1f} MB; "
-          f"{objective.label}: {summary['loss']:.5f}")
+          f"{summary['objective']}: {summary['loss']:.5f}")
+
+
+def _search_space(args, axes: tuple[str, ...], table) -> int:
+    """`--space` beyond temporal: genomes of plan, sub-network and resolution (export.nas.genome), ranked by
+    the shared-weight loss (`elastic_forward`) of the supernet, or of the model itself without one."""
+    import numpy as np
+
+    from export.nas.accuracy_predictor import ElasticEvaluator
+    from export.nas.efficiency_predictor import ElasticPredictor
+    from export.nas.genome import GenomeSpace, parse_resolution
+    from export.nas.model_blocks import elastic_blocks
+    from export.nas.search_algorithm import ElasticConstraint, SearchConfig, evolutionary_search
+    from export.nas.search_outputs import genome_steps, write_elastic_outputs
+
+    if args.supernet:
+        from export.nas.supernet import load_supernet
+
+        net, pipe, meta = load_supernet(args.supernet)
+        cache, held_out, seed, timesteps = Path(args.supernet), meta["held_out_clips"], meta["seed"], meta["timesteps"]
+        label = "supernet validation loss (shared weights, elastic)"
+    else:
+        from mobile_sdk.pipeline import VideoPipeline
+        from mobile_sdk.weights import default_model_dir
+
+        pipe = VideoPipeline.from_pretrained(args.model or default_model_dir())
+        net, held_out, seed, timesteps = pipe.unet, 16, 0, list(pipe.scheduler.timesteps)
+        cache = Path(args.out).with_name(Path(args.out).stem + ".held_out")
+        label = "model validation loss (its own weights sliced, no elastic training)"
+    if args.preset and pipe.config.name != args.preset:
+        raise SDKError(f"--preset {args.preset} does not match the model ({pipe.config.name})")
+    config = _config_for_table(pipe.config, table, args.table)
+    if "resolution" in axes:
+        listed = args.resolutions.split(",") if args.resolutions else None
+        resolutions = ([parse_resolution(r) for r in listed] if listed else
+                       [tuple(r) for r in table.header.get("elastic", {}).get("resolutions", [])]
+                       or [(config.height, config.width)])
+    else:
+        resolutions = [(config.height, config.width)]
+    try:
+        blocks = elastic_blocks(config, resolutions)
+    except SDKError as e:
+        raise SDKError(f"--resolutions: {e}") from None
+    space = GenomeSpace(config.unet, blocks.resolutions, axes)
+    predictor = ElasticPredictor(table, blocks, space, args.table)
+    constraint = ElasticConstraint(predictor, args.budget_ms, args.memory_mb * 2**20 if args.memory_mb else None)
+    objective = ElasticEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps, label)
+    print(f"latency table: {table.describe()}")
+    print(f"space: {', '.join(axes)} ({space.genes} genes per step; resolutions "
+          f"{', '.join(f'{h}x{w}' for h, w in space.resolutions if 'resolution' in axes or (h, w) == space.resolutions[0])})")
+    cfg = SearchConfig(population=args.population, generations=args.generations, seed=args.seed)
+    result = evolutionary_search(objective, constraint, 1, cfg, seeds=[space.default_row()[None]])  # the full model
+    extra = {"supernet": str(args.supernet) if args.supernet else None, "model": None if args.supernet else str(args.model or "shipped demo model")}
+    if args.step_aware:
+        # Seed the per-step search with the uniform search's Pareto front (each repeated at every step): the
+        # best single sub-network is in its first population, so the result is never worse at this budget.
+        uniform = result
+        seeds = [np.repeat(r["codes"], predictor.steps, 0) for r in uniform.pareto_front()[::-1]]
+        result = evolutionary_search(objective, constraint, predictor.steps, cfg, seeds=seeds)
+        extra["best_uniform"] = {"loss": uniform.best_loss, "latency_ms": uniform.best_latency_ms,
+                                 "steps": genome_steps(uniform.best, space, predictor.steps)[:1],
+                                 "evaluations": uniform.evaluations}
+    summary = write_elastic_outputs(result, constraint, objective.label, args.out, extra=extra)
+    _print_summary(args, table, summary, "genomes")
+    for i, step in enumerate(summary["steps"] if args.step_aware else summary["steps"][:1]):
+        r = step["resolution"]
+        print(f"{f'step {i}' if args.step_aware else 'every step'}: widths {step['subnet']['widths']}, up blocks {step['subnet']['up_blocks']}, transformer "
+              f"depths {step['subnet']['transformer_depths']}, mid {step['subnet']['mid_block']}, {r['height']}x{r['width']}, "
+              f"{sum(op != 'none' for op in step['plan'].values())} temporal layers")
+    if args.step_aware:
+        print(f"best uniform sub-network: {objective.label} {extra['best_uniform']['loss']:.5f} "
+              f"(step-aware {summary['loss']:.5f})")
     return 0
 
 
@@ -114,12 +232,40 @@ def cmd_supernet_train(args) -> int:
     from export.nas.supernet_train import SupernetTrainConfig, train_supernet
     from export.train.distributed import rank_and_world, session
 
-    over = {"steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps, "buckets": args.buckets}
+    from export.nas.sampling_space import parse_space
+
+    over = {"steps": args.steps, "batch_size": args.batch_size, "warmup_steps": args.warmup_steps, "buckets": args.buckets,
+            "space": parse_space(args.space) if args.space else None, "random_per_step": args.random_per_step,
+            "resolutions": _resolutions(args.resolutions) if args.resolutions else None}
     cfg = SupernetTrainConfig(**{k: v for k, v in over.items() if v is not None})
     with session(args.dist_timeout):  # a process group when torchrun launched us, else nothing
         report = train_supernet(args.model or default_model_dir(), args.out, cfg)
     if rank_and_world()[0] == 0:
         print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=1))
+    return 0
+
+
+def _resolutions(text: str) -> tuple[tuple[int, int], ...]:
+    """`--resolutions 32x32,64x64` -> ((32, 32), (64, 64))."""
+    from export.nas.genome import parse_resolution
+
+    return tuple(parse_resolution(item.strip()) for item in text.split(","))
+
+
+def cmd_supernet_extract(args) -> int:
+    from mobile_sdk.config import read_json
+    from mobile_sdk.errors import ConfigError
+    from mobile_sdk.plan import load_plan_file
+
+    from export.nas.elastic import SubNet
+    from export.nas.supernet import extract_model
+
+    plan = load_plan_file(args.plan).single("supernet extract writes one model") if args.plan else None
+    subnet = SubNet.from_dict(read_json(args.subnet, ConfigError, "sub-network"), args.subnet) if args.subnet else None
+    resolution = _resolutions(args.resolution)[0] if args.resolution else None
+    pipe = extract_model(args.supernet, args.out, plan, subnet, resolution)
+    print(f"wrote {args.out}: {pipe.config.height}x{pipe.config.width}, "
+          f"{sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.2f} M UNet parameters")
     return 0
 
 
@@ -150,6 +296,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--zip", action="store_true", help="also write PKG.zip")
     e.add_argument("--out", required=True, help="NAME.mobilepkg")
     e.add_argument("--overwrite", action="store_true", help="replace the package already at --out (never anything else)")
+    e.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
+                   help="lower each ExecuTorch component in a process of its own after releasing the weights "
+                        "(default: when the UNet's fp32 weights pass 1 GiB, e.g. snapgen-v-0.6b)")
     e.set_defaults(func=cmd_export)
 
     from export.convert.commands import add_import_parser
@@ -177,15 +326,22 @@ def add_parsers(sub) -> None:
     s.add_argument("--table", required=True, help="latency table JSON (mobile-sdk profile ...)")
     s.add_argument("--budget-ms", type=cli_types.positive_float, required=True, help="predicted latency of the whole denoising loop")
     s.add_argument("--memory-mb", type=cli_types.positive_float, help="peak memory limit")
-    s.add_argument("--step-aware", action="store_true", help="one plan per denoising step (DDSM)")
+    s.add_argument("--step-aware", action="store_true", help="one plan (and sub-network) per denoising step (DDSM)")
+    s.add_argument("--space", default="temporal",
+                   help="axes searched, comma-separated from temporal, width, depth, resolution (default: temporal)")
+    s.add_argument("--resolutions", metavar="HxW,...",
+                   help="with the resolution axis: pixel sizes to choose from (default: those the table lists)")
     s.add_argument("--supernet", metavar="DIR", help="trained supernet (quality signal); without it a labelled proxy ranks plans")
+    s.add_argument("--model", metavar="DIR",
+                   help="without --supernet, for width/depth/resolution: the model whose sliced weights rank "
+                        "sub-networks (default: the shipped demo model)")
     s.add_argument("--population", type=cli_types.count, default=32)
     s.add_argument("--generations", type=cli_types.count, default=20)
     s.add_argument("--seed", type=cli_types.seed, default=0)
     s.add_argument("--out", required=True, help="PLAN.json (feeds export --plan)")
     s.set_defaults(func=_require_preset_without_supernet(cmd_search))
 
-    n = sub.add_parser("supernet", help="weight-sharing supernet over temporal placements (SNED)")
+    n = sub.add_parser("supernet", help="weight-sharing supernet over temporal placements and sizes (SNED, DDSM)")
     ns = n.add_subparsers(dest="supernet_command", required=True)
     t = ns.add_parser("train", help="train every candidate temporal op on a frozen backbone (resumable)")
     t.add_argument("--model", metavar="DIR", help="base model folder (default: the shipped demo model)")
@@ -194,8 +350,25 @@ def add_parsers(sub) -> None:
     t.add_argument("--batch-size", type=cli_types.count, help="the global batch, split over the ranks under torchrun")
     t.add_argument("--warmup-steps", type=cli_types.count, help="sampling warm-up (largest plan dominates early)")
     t.add_argument("--buckets", type=cli_types.count, help="cost buckets for dynamic cost sampling")
+    t.add_argument("--space", metavar="AXES",
+                   help="comma-separated axes of temporal, width, depth, resolution (default: temporal, the frozen-backbone "
+                        "supernet; any other axis trains the backbone too, with the sandwich rule)")
+    t.add_argument("--resolutions", metavar="HxW,...",
+                   help="with the resolution axis: pixel sizes drawn per step (default: the model's size and one "
+                        "pixel multiple below and above)")
+    t.add_argument("--random-per-step", type=cli_types.nonneg_count,
+                   help="sandwich: random sub-networks per step besides the largest and the smallest (default 2)")
     _distributed_args(t)
     t.set_defaults(func=cmd_supernet_train)
+    x = ns.add_parser("extract", help="write a sub-network (plan, width/depth, resolution) as an ordinary model folder")
+    x.add_argument("--supernet", required=True)
+    x.add_argument("--plan", metavar="FILE", help="one temporal plan (default: the base model's)")
+    x.add_argument("--subnet", metavar="FILE",
+                   help='JSON {"widths": [...], "up_blocks": [...], "transformer_depths": [...], "mid_block": bool} '
+                        "(default: full width and depth)")
+    x.add_argument("--resolution", metavar="HxW", help="pixel size the model generates at (default: the base model's)")
+    x.add_argument("--out", required=True, help="model folder")
+    x.set_defaults(func=cmd_supernet_extract)
     r = ns.add_parser("rank-check", help="rank correlation: supernet losses vs plans trained alone")
     r.add_argument("--supernet", required=True)
     r.add_argument("--plans", type=cli_types.count, default=5)

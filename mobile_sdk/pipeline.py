@@ -31,6 +31,7 @@ from .plan import PlanLike, StepPlans
 from .scheduler import make_scheduler
 
 MODEL_INDEX = "model_index.json"
+EAGER_DECODE_PIXELS = 1 << 18  # output pixels per eager decoder call (all frames of small models)
 TOKENIZER_FILE = "tokenizer/tokenizer.json"  # BPE tokenizers only (the byte tokenizer needs no file)
 MODEL_FORMAT = "mobile-sdk-model"
 MODEL_FORMAT_VERSION = 1
@@ -216,7 +217,10 @@ class VideoPipeline:
         """[B, C, T, h, w] latents -> uint8 [B, T, H, W, 3], in chunks the decoder accepts."""
         b, c, t, h, w = latents.shape
         flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
-        chunk = getattr(self.vae_decoder, "frames_per_call", None) or b * t
+        # Programs take what they were exported for; eager decodes as many frames at once as keep each
+        # activation small (a 16-frame 512x320 batch would hold GBs per tensor: the 0.6B export's old peak).
+        f = self.config.vae.downsample_factor
+        chunk = getattr(self.vae_decoder, "frames_per_call", None) or max(1, EAGER_DECODE_PIXELS // (h * w * f * f))
         images = torch.cat([self.vae_decoder(flat[i : i + chunk]) for i in range(0, b * t, chunk)])
         rgb = (images.clamp(0, 1) * 255.0).round().to(torch.uint8)
         return rgb.reshape(b, t, 3, images.shape[-2], images.shape[-1]).permute(0, 1, 3, 4, 2).numpy()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .config import SchedulerConfig
+from .contract import names as contract_names
 from .errors import ConfigError
 
 
@@ -89,7 +90,7 @@ class RectifiedFlowScheduler:
         return unet
 
     def to_dict(self) -> dict:
-        return {"type": "rectified_flow_euler", "timesteps": self.timesteps, "step_sizes": self.step_sizes}
+        return {"type": contract_names()["scheduler"]["type"], "timesteps": self.timesteps, "step_sizes": self.step_sizes}
 
 
 class DDIMScheduler(RectifiedFlowScheduler):

@@ -22,16 +22,57 @@ def config_at(preset: str, height: int | None, width: int | None, frames: int | 
     return cfg
 
 
+def _config(args):
+    return config_at(args.preset, args.height, args.width, args.frames)
+
+
 def _blocks(args):
     from export.nas.model_blocks import model_blocks
 
-    return model_blocks(config_at(args.preset, args.height, args.width, args.frames))
+    return model_blocks(_config(args))
+
+
+def _resolutions(args) -> list[tuple[int, int]]:
+    """`--resolutions 32x32,16x16` -> [(32, 32), (16, 16)] ([] without the flag)."""
+    from export.nas.genome import parse_resolution
+
+    try:
+        return [parse_resolution(r.strip()) for r in args.resolutions.split(",")] if args.resolutions else []
+    except SDKError as e:
+        raise SDKError(f"--resolutions: {e}") from None
+
+
+def _elastic(cfg, resolutions: list[tuple[int, int]]):
+    """Every elastic sub-network's blocks at the model's own size and `resolutions`."""
+    from export.nas.model_blocks import elastic_blocks
+
+    try:
+        return elastic_blocks(cfg, [(cfg.height, cfg.width)] + resolutions)
+    except SDKError as e:
+        raise SDKError(f"--resolutions: {e}") from None
+
+
+def _table_blocks(args):
+    """What a table holds: the preset's model, or with --resolutions every elastic sub-network's blocks at
+    its own size and those (the table's header.elastic then lists them for `search --space`)."""
+    resolutions = _resolutions(args)
+    return _elastic(_config(args), resolutions) if resolutions else _blocks(args)
+
+
+def _full_model(blocks):
+    """The preset's own model out of a table's blocks (elastic tables cover it at their first size)."""
+    from export.nas.elastic import SubNet
+    from export.nas.model_blocks import ElasticBlocks
+
+    if isinstance(blocks, ElasticBlocks):
+        return blocks.of(SubNet.full(blocks.config.unet), blocks.resolutions[0])
+    return blocks
 
 
 def _measure(args, device, tool: str) -> int:
     from .harness import profile
 
-    blocks = _blocks(args)
+    blocks = _table_blocks(args)
     out = Path(args.out)
     table = profile(blocks, device, out, preset=args.preset, quantize=args.quantize, threads=args.threads,
                     warmup=args.warmup, runs=args.runs, rounds=args.rounds, etdump_dir=out.with_name(out.stem + ".etdump"),
@@ -48,6 +89,7 @@ def _report(args, blocks, table, out: Path, prefix: str = "") -> None:
     from .microbench import program_filename
 
     etdumps = out.with_name(out.stem + ".etdump")
+    blocks = _full_model(blocks)
     predictor = LatencyPredictor(table, blocks, str(out))
     default = predictor.predict(blocks.config.unet.temporal_plan)
     uses = blocks.uses(blocks.config.unet.temporal_plan)
@@ -72,7 +114,7 @@ def cmd_android(args) -> int:
 
     outs = tables_per_serial(args.out, args.serial)
     devices = {s: AdbDevice(s, Path(args.runner), [Path(p) for p in args.runner_lib or []], adb=args.adb) for s in outs}
-    blocks = _blocks(args)
+    blocks = _table_blocks(args)
     tables, errors = profile_devices(blocks, devices, outs, shared_programs_dir(args.out), preset=args.preset,
                                      quantize=args.quantize, threads=args.threads, warmup=args.warmup, runs=args.runs,
                                      rounds=args.rounds,
@@ -137,26 +179,44 @@ def cmd_estimate(args) -> int:
 
     from .estimate import estimate_table
 
-    blocks = _blocks(args)
+    blocks = _table_blocks(args)
     table = estimate_table(blocks, args.device, args.preset)
     save_table(table, args.out)
-    pred = LatencyPredictor(table, blocks, args.out).predict(blocks.config.unet.temporal_plan)
-    print(f"wrote {args.out}: {table.describe()}")
+    model = _full_model(blocks)
+    pred = LatencyPredictor(table, model, args.out).predict(model.config.unet.temporal_plan)
+    print(f"wrote {args.out} ({len(table.entries)} entries): {table.describe()}")
     print(f"ESTIMATE for the preset's plan: {json.dumps(pred.to_dict())}")
     return 0
 
 
 def cmd_validate(args) -> int:
+    """Random plans of the preset's model, or with --space random genomes of the whole space (each
+    sub-network extracted and lowered whole), measured here against the table's prediction."""
+    from export.nas.genome import GenomeSpace, parse_space
     from mobile_sdk.plan import load_plan_file
 
     from .devices import HostDevice
-    from .validate import validate
+    from .validate import validate, validate_space
 
+    axes = parse_space(args.space)
+    resolutions = _resolutions(args)
+    if resolutions and "resolution" not in axes:
+        raise SDKError("--resolutions needs the resolution axis (--space ...,resolution)")
+    if args.plan_file and axes != ("temporal",):
+        raise SDKError("--plan-file measures the preset's model under given plans; it does not combine with "
+                       f"--space {args.space}")
     table = _host_table(args.table)
-    blocks = _blocks(args)
     out = args.out or str(Path(args.table).with_name(Path(args.table).stem + ".validate"))
-    plans = [load_plan_file(f) for f in args.plan_file] if args.plan_file else None
-    validate(blocks, table, HostDevice(), out, n_plans=args.plans, plans=plans, seed=args.seed)
+    if axes == ("temporal",):
+        plans = [load_plan_file(f) for f in args.plan_file] if args.plan_file else None
+        validate(_blocks(args), table, HostDevice(), out, n_plans=args.plans, plans=plans, seed=args.seed)
+        return 0
+    cfg = _config(args)
+    if "resolution" in axes and not resolutions:  # as `search` does: the sizes the table was made for
+        resolutions = [tuple(r) for r in table.header.get("elastic", {}).get("resolutions", [])]
+    blocks = _elastic(cfg, resolutions)
+    validate_space(blocks, table, HostDevice(), out, GenomeSpace(cfg.unet, blocks.resolutions, axes), n=args.plans,
+                   seed=args.seed)
     return 0
 
 
@@ -188,15 +248,20 @@ def add_profile_parser(sub) -> None:
     p = sub.add_parser("profile", help="latency tables: measure (host, Android), ingest (iOS), estimate, validate")
     ps = p.add_subparsers(dest="profile_command", required=True)
 
-    def shape_args(q, out_required=True):
+    TABLE_RESOLUTIONS = ("also every elastic sub-network's blocks (width, depth; export.nas.elastic), at the model's "
+                         "size and these (for search --space ...,width,depth,resolution)")
+
+    def shape_args(q, out_required=True, resolutions_help=None):
         q.add_argument("--preset", default="small")
         q.add_argument("--height", type=cli_types.count, help="pixels (default: the preset's)")
         q.add_argument("--width", type=cli_types.count)
         q.add_argument("--frames", type=cli_types.count)
         q.add_argument("--out", required=out_required, help="table JSON")
+        if resolutions_help:
+            q.add_argument("--resolutions", metavar="HxW,...", help=resolutions_help)
 
     def measure_args(q):
-        shape_args(q)
+        shape_args(q, resolutions_help=TABLE_RESOLUTIONS)
         q.add_argument("--quantize", choices=["none", "int8"], default="none")
         q.add_argument("--threads", type=cli_types.count, help="runtime threads (default: all cores)")
         q.add_argument("--warmup", type=cli_types.nonneg_count, default=5)
@@ -242,13 +307,18 @@ def add_profile_parser(sub) -> None:
     c.add_argument("--out", required=True)
     c.set_defaults(func=cmd_coreml)
     e = ps.add_parser("estimate", help="write an ESTIMATED table for a phone from a roofline model")
-    shape_args(e)
+    shape_args(e, resolutions_help=TABLE_RESOLUTIONS)
     e.add_argument("--device", required=True, help="iphone-16-pro-max | snapdragon-8-elite (profiling/device_specs.json)")
     e.set_defaults(func=cmd_estimate)
     v = ps.add_parser("validate", help="predicted vs measured latency of random plans on this host")
-    shape_args(v, out_required=False)
+    shape_args(v, out_required=False, resolutions_help="with --space ...,resolution: the sizes drawn besides the "
+                                                                      "model's own (default: the table's header.elastic)")
     v.add_argument("--table", required=True)
-    v.add_argument("--plans", type=cli_types.count, default=20, help="how many random plans (the preset's own plan first)")
+    v.add_argument("--space", default="temporal",
+                   help="axes drawn at random, comma-separated from temporal, width, depth, resolution (default: "
+                        "temporal, the preset's model; the others extract each sub-network and lower it whole)")
+    v.add_argument("--plans", type=cli_types.count, default=20,
+                   help="how many random plans or genomes (the preset's own plan, full model, first)")
     v.add_argument("--plan-file", action="append", help="measure these plan files (e.g. search results) instead; repeatable")
     v.add_argument("--seed", type=cli_types.seed, default=0)
     v.set_defaults(func=cmd_validate)

@@ -20,7 +20,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from export.nas.latency_table import LatencyTable, TableEntry, TableError
-from export.nas.model_blocks import CALL_SIGNATURE, ModelBlocks
+from export.nas.model_blocks import CALL_SIGNATURE, ElasticBlocks, ModelBlocks
 from mobile_sdk import __version__
 
 SPECS_FILE = Path(__file__).with_name("device_specs.json")
@@ -70,7 +70,9 @@ def block_cost(block, dtype_bytes: int) -> tuple[int, int, int, int]:
     return flops.get_total_flops(), moved.bytes + weight_bytes, weight_bytes, peak
 
 
-def estimate_table(blocks: ModelBlocks, device: str, preset: str) -> LatencyTable:
+def estimate_table(blocks: ModelBlocks | ElasticBlocks, device: str, preset: str) -> LatencyTable:
+    """Every entry of `blocks`: one model's, or with ElasticBlocks every sub-network's at several
+    resolutions (`header.elastic` lists them; `header.resolution` is the model's own)."""
     specs = device_specs()
     if device not in specs:
         raise TableError(f"{SPECS_FILE}: no device {device!r}; known: {', '.join(specs)}")
@@ -100,4 +102,6 @@ def estimate_table(blocks: ModelBlocks, device: str, preset: str) -> LatencyTabl
         "resolution": {"height": cfg.height, "width": cfg.width, "num_frames": cfg.num_frames},
         "status": "complete",
     }
+    if isinstance(blocks, ElasticBlocks):
+        header["elastic"] = blocks.header()
     return LatencyTable(header=header, entries=entries)

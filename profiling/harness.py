@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from export.nas.latency_table import LatencyTable, TableEntry, TableError, load_table, save_table
-from export.nas.model_blocks import ModelBlocks
+from export.nas.model_blocks import ElasticBlocks, ModelBlocks
 from export.lowering.package_writer import tool_versions
 from mobile_sdk import __version__
 from mobile_sdk.atomic import atomic_file
@@ -61,7 +61,7 @@ def _resume(out: Path, header: dict) -> LatencyTable:
     return old
 
 
-def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quantize: str = "none",
+def profile(blocks: ModelBlocks | ElasticBlocks, device, out: str | Path, *, preset: str, quantize: str = "none",
             threads: int | None = None, warmup: int = 5, runs: int = 20, rounds: int = 5, work_dir: str | Path | None = None,
             etdump_dir: str | Path | None = None, tool: str = "mobile-sdk profile", log=print,
             progress: bool = True) -> LatencyTable:
@@ -70,6 +70,8 @@ def profile(blocks: ModelBlocks, device, out: str | Path, *, preset: str, quanti
     work = Path(work_dir) if work_dir else out.with_name(out.stem + ".programs")
     work.mkdir(parents=True, exist_ok=True)
     header = table_header(device.info(), preset, blocks.config, quantize, threads, warmup, runs, rounds, tool)
+    if isinstance(blocks, ElasticBlocks):  # which sub-networks and sizes: `search --space` reads them here
+        header["elastic"] = blocks.header()
     table = _resume(out, header)
     todo = [s for s in blocks.signatures() if s not in table.entries]
     if not todo:

@@ -35,16 +35,22 @@ STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}] * 2 + [{"down0.*": "conv3d
 @pytest.fixture(scope="session")
 def step_aware_package(tmp_path_factory):
     """One ExecuTorch export shared by the session: a step-aware tiny model (two distinct plans -> two
-    methods), parity-checked, with its zip."""
+    methods), parity-checked, with its zip. Exported the low-memory way (a worker process per component,
+    the pipeline's weights released), so that path is what the engine, contract and replay tests read;
+    the returned pipeline is a fresh copy of the same weights."""
     from export.lowering.package_writer import export_package
 
-    pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
-    for view in pipe.unet.views:
-        randomize_temporal(view, seed=1)
-    pipe.set_progress_bar_config(disable=True)
+    def make():
+        pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
+        for view in pipe.unet.views:
+            randomize_temporal(view, seed=1)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
     path = tmp_path_factory.mktemp("pkg") / "tiny.mobilepkg"
-    manifest = export_package(pipe, path, check=True, make_zip=True, preset="tiny", log=lambda s: None)
-    return pipe, path, manifest
+    manifest = export_package(make(), path, check=True, make_zip=True, preset="tiny", low_memory=True,
+                              log=lambda s: None)
+    return make(), path, manifest
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,14 @@ JSON path they decode or encode with a `- Contract: KIND PATH` doc-comment line;
 else stored properties) are checked against a package the SDK writes, the manifest and tokenizer
 schemas, the two results formats (their schemas and what profiling/ingest.py reads), and the index of
 `profile coreml-programs`. A results file shaped exactly as the Swift benchmark writes it
-(tests/data/ios_*_sample.json) is validated and ingested.
+(tests/data/ios_*_sample.json) is validated and ingested. The CLIP BPE tokenizer's constant tables and
+Unicode classes are read out of the Swift source and compared with mobile_sdk/clip_tokenizer.py, and
+the tokenizer.json its XCTest replays is kept what the Python tokenizer writes
+(`.venv/bin/python -m tests.test_ios_demo` rewrites it).
 """
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import dataclass, field
@@ -18,9 +22,12 @@ import pytest
 import tree_sitter
 import tree_sitter_swift
 
+from mobile_sdk.atomic import atomic_file
+from mobile_sdk.clip_tokenizer import CONTRACTIONS, END_OF_WORD, SPECIAL_LITERALS, WHITE_SPACE, CLIPTokenizer, bytes_to_unicode
 from mobile_sdk.contract import codegen, names
 from mobile_sdk.contract.validate import schema as contract_schema
 from mobile_sdk.contract.validate import validate_document
+from tests.bpe_fixtures import tiny_bpe
 
 REPO = Path(__file__).resolve().parents[1]
 IOS = REPO / "ios_demo"
@@ -30,6 +37,7 @@ PIPELINE_SAMPLE = DATA / "ios_pipeline_benchmark_sample.json"
 COREML_SAMPLE = DATA / "ios_coreml_benchmark_sample.json"
 SWIFT_FILES = sorted(IOS.rglob("*.swift"))
 CONTRACT_LINE = re.compile(r"- Contract:\s*(\S+)\s+(\$\S*)")
+CLIP_FIXTURE = IOS / "MobileVideoDiffusion/Tests/MobileVideoDiffusionTests/Fixtures/clip_bpe_tokenizer.json"
 
 
 def _parser():
@@ -49,7 +57,9 @@ def _syntax_errors(tree) -> list[tuple[int, int, str]]:
 def test_swift_sources_are_all_here():
     rel = {p.relative_to(IOS).as_posix() for p in SWIFT_FILES}
     for must in ("MobileVideoDiffusion/Package.swift", "MobileVideoDiffusion/Sources/MobileVideoDiffusion/ContractNames.swift",
-                 "MobileVideoDiffusion/Sources/MobileVideoDiffusion/VideoPipeline.swift", "App/Sources/MobileVideoDiffusionApp.swift"):
+                 "MobileVideoDiffusion/Sources/MobileVideoDiffusion/VideoPipeline.swift", "App/Sources/MobileVideoDiffusionApp.swift",
+                 "MobileVideoDiffusion/Sources/MobileVideoDiffusion/Tokenizer.swift",
+                 "MobileVideoDiffusion/Sources/MobileVideoDiffusion/CLIPTokenizer.swift"):
         assert must in rel, f"{must} is missing from ios_demo/"
 
 
@@ -296,16 +306,28 @@ def test_manifest_keys_the_swift_reads_are_in_the_schemas():
     assert not problems, "\n".join(problems)
 
 
-def test_tokenizer_keys_match_the_written_tokenizer(tiny_package):
-    spec = json.loads((tiny_package / "tokenizer.json").read_text())
-    validate_document(spec, "tokenizer", tiny_package / "tokenizer.json")
-    [(t, path)] = _types("tokenizer")
-    assert path == "$"
-    required = {k for k, optional in t.keys.items() if not optional}
-    assert required <= set(spec), f"{t.where()}: reads {sorted(required - set(spec))}, absent from tokenizer.json"
-    declared = _declared(_schema_nodes(contract_schema("tokenizer", 1), "$"))[0]
-    assert set(t.keys) <= declared, f"{t.where()}: {sorted(set(t.keys) - declared)} not in tokenizer.v1.schema.json"
-    assert "version" in t.keys, "the Swift reader must see the tokenizer's version to refuse a newer one"
+def test_tokenizer_keys_match_the_written_tokenizers(tiny_package):
+    """Each Swift tokenizer type reads keys that tokenizer.v2.schema.json declares and that a tokenizer.json
+    the SDK writes has: the byte one of a package, and a CLIP BPE one (required keys in every object)."""
+    byte, clip = names()["tokenizers"]["types"]
+    docs = {byte: json.loads((tiny_package / "tokenizer.json").read_text()), clip: clip_fixture()}
+    assert docs[byte]["type"] == byte
+    for doc in docs.values():
+        validate_document(doc, "tokenizer", tiny_package / "tokenizer.json")
+    v2 = contract_schema("tokenizer", 2)
+    problems, readable = [], {}
+    for t, path in _types("tokenizer"):
+        undeclared = set(t.keys) - _declared(_schema_nodes(v2, path))[0]
+        if undeclared:
+            problems.append(f"{t.where()}: {path} keys {sorted(undeclared)} are not in tokenizer.v2.schema.json")
+        required = {k for k, optional in t.keys.items() if not optional}
+        readable[t.name] = {kind for kind, doc in docs.items()
+                            if (nodes := _doc_nodes(doc, path)) and all(required <= set(n) for n in nodes)}
+    assert not problems, "\n".join(problems)
+    assert readable == {"TokenizerHeader": {byte, clip}, "ByteTokenizer": {byte}, "CLIPTokenizerSpec": {clip},
+                        "TokenizerExamples": {byte, clip}, "Example": {clip}}
+    [header] = [t for t, _ in _types("tokenizer") if t.name == "TokenizerHeader"]
+    assert header.keys == {"version": True, "type": False}, "the reader must see the version to refuse a newer one"
 
 
 def test_micro_model_index_keys_match_what_profile_coreml_programs_writes(tmp_path):
@@ -468,3 +490,122 @@ def test_library_sources_spell_no_contract_name():
                     problems.append(f"{path.relative_to(REPO)}:{node.start_point[0] + 1}: \"{text}\" (use ContractNames)")
     assert not problems, "\n".join(problems)
 
+
+
+def test_swift_steps_refuse_a_scheduler_they_do_not_implement():
+    """The manifest's scheduler type is the contract's (an imported DDIM model's package too); the Swift
+    reader compares against the generated name."""
+    for version in names()["package"]["reads_versions"]:
+        assert _manifest_schemas()[version]["properties"]["scheduler"]["properties"]["type"] == {"const": names()["scheduler"]["type"]}
+    assert "manifest.scheduler.type == ContractNames.schedulerType" in (SOURCES / "RectifiedFlowSteps.swift").read_text()
+
+
+# ---- the CLIP BPE tokenizer ----------------------------------------------------------------------------
+
+CLIP_CORPUS = ("a red circle moving right on a blue background, a photo of an astronaut riding a horse on the moon; "
+               "it's a beautiful day and we're going to the sea shore: café, naïve, 東京タワー, 1999 highly detailed 4k")
+# Beyond the SDK's EXAMPLE_PROMPTS: where Swift's String (grapheme clusters, canonical equivalence) and
+# Unicode data could part from Python's str, and each splitting rule at its edges.
+EXTRA_PROMPTS = (
+    "e\u0301 \u1100\u1161\u11a8 \u212b \u0041\u030a q\u0308b \u0301\u0301abc",  # NFD in, NFC; lone marks are 'other'
+    "\u0130STANBUL \u1f48\u0394\u03a5\u03a3\u03a3\u0395\u038e\u03a3 \u00df \ufb01 \u0149 \u01c5ungla",  # full lower-case, no final sigma
+    "'s 'S IT'S ''s 'll'd 're've'm x'y",  # contractions after lower-casing, back to back
+    "<|ENDOFTEXT|> <|startoftext|><|endoftext|> <|endoftext <|> |>",  # upper case is text; partial literals
+    "\u2167 \u2460 \u0663\u0664 \U0001d7d8 x\u2082 1\u00bd 2024",  # letter, other and decimal numbers: one each
+    "\U0001f468\u200d\U0001f469\u200d\U0001f467 \U0001f1ef\U0001f1f5 \ue000 a_b-c.d/e\\f",  # ZWJ, flags, private use
+    "tab\t\t\tnew\n\n\u2028\u0085line\u180e\u200b\u2060end\u3000 ",  # White_Space runs and look-alikes
+    "x" * 120 + " " + "!?" * 80,  # one long word of letters, one of other characters, both past max_length
+)
+
+
+@functools.cache
+def clip_fixture() -> dict:
+    """The tokenizer.json the Swift XCTest replays (Fixtures/clip_bpe_tokenizer.json): a small BPE in CLIP's
+    layout (pad = eos, as CLIP's), with the ids of EXAMPLE_PROMPTS and EXTRA_PROMPTS."""
+    vocab, merges = tiny_bpe(CLIP_CORPUS)
+    eos = vocab["<|endoftext|>"]
+    tok = CLIPTokenizer(vocab, merges, 77, vocab["<|startoftext|>"], eos, eos, eos)
+    spec = tok.to_dict()
+    spec["examples"] += [{"text": p, "ids": tok.encode(p)} for p in EXTRA_PROMPTS]
+    return spec
+
+
+def test_swift_clip_fixture_is_what_the_python_tokenizer_writes():
+    spec = json.loads(CLIP_FIXTURE.read_text())
+    assert spec == clip_fixture(), "run: .venv/bin/python -m tests.test_ios_demo"
+    validate_document(spec, "tokenizer", CLIP_FIXTURE)
+    assert CLIP_FIXTURE.read_text().isascii(), "escaped, so no editor can re-normalise the NFD prompts"
+    tok = CLIPTokenizer.from_dict(spec)
+    merged = {i for e in spec["examples"] for i in e["ids"]} & set(range(512, spec["bos_id"]))
+    assert len(merged) >= 20, "the examples should exercise merges, not only single bytes"
+    assert sum(tok.dropped_bytes(e["text"]) > 0 for e in spec["examples"]) >= 2, "and truncation"
+
+
+def _swift_literal(source: str, name: str) -> str:
+    """The first [...] literal after `static let NAME...=` in Swift source."""
+    match = re.search(rf"static let {name}\b[^=]*=\s*(\[[^\]]*\])", source)
+    assert match, f"no `static let {name}` array in the Swift source"
+    return match.group(1)
+
+
+def _swift_strings(literal: str) -> tuple[str, ...]:
+    return tuple(json.loads(f'"{s}"') for s in re.findall(r'"((?:[^"\\]|\\.)*)"', literal))
+
+
+def _swift_ranges(literal: str) -> list[range]:
+    return [range(int(a, 16), int(b, 16) + 1) for a, b in re.findall(r"0x([0-9A-Fa-f]+)\.\.\.0x([0-9A-Fa-f]+)", literal)]
+
+
+def test_swift_clip_tables_are_the_python_tokenizers():
+    source = (SOURCES / "CLIPTokenizer.swift").read_text()
+    assert _swift_strings(_swift_literal(source, "specialLiterals")) == SPECIAL_LITERALS
+    assert _swift_strings(_swift_literal(source, "contractions")) == CONTRACTIONS
+    assert re.search(r'static let endOfWord = "([^"]*)"', source).group(1) == END_OF_WORD
+    assert {chr(c) for r in _swift_ranges(_swift_literal(source, "whiteSpace")) for c in r} == WHITE_SPACE
+    # byteCharacters: a byte in printableBytes is its own character, the others U+0100, U+0101, ... in order
+    printable = {b for r in _swift_ranges(_swift_literal(source, "printableBytes")) for b in r}
+    extra = iter(range(0x100, 0x200))
+    assert {b: chr(b) if b in printable else chr(next(extra)) for b in range(256)} == bytes_to_unicode()
+
+
+# Swift's Unicode.GeneralCategory cases and the two-letter names of Python's unicodedata.category().
+SWIFT_GENERAL_CATEGORIES = {
+    "uppercaseLetter": "Lu", "lowercaseLetter": "Ll", "titlecaseLetter": "Lt", "modifierLetter": "Lm", "otherLetter": "Lo",
+    "nonspacingMark": "Mn", "spacingMark": "Mc", "enclosingMark": "Me", "decimalNumber": "Nd", "letterNumber": "Nl",
+    "otherNumber": "No", "connectorPunctuation": "Pc", "dashPunctuation": "Pd", "openPunctuation": "Ps",
+    "closePunctuation": "Pe", "initialPunctuation": "Pi", "finalPunctuation": "Pf", "otherPunctuation": "Po",
+    "mathSymbol": "Sm", "currencySymbol": "Sc", "modifierSymbol": "Sk", "otherSymbol": "So", "spaceSeparator": "Zs",
+    "lineSeparator": "Zl", "paragraphSeparator": "Zp", "control": "Cc", "format": "Cf", "surrogate": "Cs",
+    "privateUse": "Co", "unassigned": "Cn",
+}
+
+
+def test_swift_clip_word_classes_are_pythons_categories():
+    """CLIP's \\p{L} and \\p{N}: the Swift switch names exactly the L* and N* general categories."""
+    source = (SOURCES / "CLIPTokenizer.swift").read_text()
+    classes = {kind: {SWIFT_GENERAL_CATEGORIES[c] for c in re.findall(r"\.(\w+)", cases)}
+               for cases, kind in re.findall(r"case ((?:\.\w+,?\s*)+): return \.(letter|number)", source)}
+    assert classes == {"letter": {c for c in SWIFT_GENERAL_CATEGORIES.values() if c[0] == "L"},
+                       "number": {c for c in SWIFT_GENERAL_CATEGORIES.values() if c[0] == "N"}}
+    assert "scalar.properties.generalCategory" in source and "scalar.properties.lowercaseMapping" in source
+    assert "precomposedStringWithCanonicalMapping" in source
+
+
+def test_swift_reads_every_tokenizer_type_by_its_contract_name():
+    """Tokenizers.load has a case for each type names.json lists, spelled through ContractNames; the
+    pipeline holds whichever it returns."""
+    source = (SOURCES / "Tokenizer.swift").read_text()
+    cases = set(re.findall(r"case ContractNames\.(\w+):", source))
+    assert cases == {codegen._camel(f"TOKENIZER_{t.upper()}") for t in names()["tokenizers"]["types"]}
+    assert "public let tokenizer: any Tokenizer" in (SOURCES / "VideoPipeline.swift").read_text()
+    assert "public func tokenizer() throws -> any Tokenizer" in (SOURCES / "MobilePackage.swift").read_text()
+
+
+def write_clip_fixture() -> None:
+    with atomic_file(CLIP_FIXTURE) as tmp:
+        tmp.write_text(json.dumps(clip_fixture(), ensure_ascii=True) + "\n")
+
+
+if __name__ == "__main__":
+    write_clip_fixture()
+    print(f"wrote {CLIP_FIXTURE.relative_to(REPO)}")

@@ -143,3 +143,16 @@ def test_signatures_cover_every_slot_and_op(tiny_blocks):
     uses = tiny_blocks.uses({"*": "conv1d"})
     assert max(uses.values()) > 1
     assert all(not math.isnan(v) for v in uses.values())
+
+
+def test_predictions_read_the_statistic_the_calibration_was_fitted_on(tiny_blocks):
+    """A calibration fitted on p10 (profile calibrate's default) makes predictions read p10 and scale
+    them; predictions on another statistic are not scaled by it."""
+    table = hand_table(tiny_blocks)
+    table.entries = {s: replace(e, p10_ms=e.mean_ms / 2) for s, e in table.entries.items()}
+    plain = LatencyPredictor(table, tiny_blocks).predict({}).unet_step_ms[0]
+    table.header["calibration"] = {"unet_call_scale": 1.5, "statistic": "p10_ms"}
+    pred = LatencyPredictor(table, tiny_blocks)
+    assert pred.statistic == "p10_ms" and pred.predict({}).unet_step_ms[0] == pytest.approx(1.5 * plain / 2)
+    on_mean = LatencyPredictor(table, tiny_blocks, statistic="mean_ms")
+    assert not on_mean.calibrated and on_mean.predict({}).unet_step_ms[0] == pytest.approx(plain)

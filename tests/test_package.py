@@ -12,6 +12,7 @@ import torch
 
 from export.lowering.package_writer import export_package
 from mobile_sdk.cli import main
+from mobile_sdk.errors import SDKError
 from mobile_sdk.package import SCHEMA_VERSION, PackageError, open_package
 from export.lowering.parity import INT8_FRAMES_MIN_DB, psnr
 from mobile_sdk.pipeline import VideoPipeline
@@ -34,6 +35,7 @@ def test_manifest_records_delegation_parity_and_versions(step_aware_package):
     for comp in ("unet", "vae_decoder"):
         for report in manifest["targets"]["executorch"]["components"][comp]["delegation"].values():
             assert report["flop_fraction_delegated"] > 0.999
+            assert report["ops_outside_by_type"] == {}  # every op, not only the FLOPs (a graph break costs)
     parity = manifest["targets"]["executorch"]["parity"]
     assert parity["passed"] and min(parity["components"].values()) >= 60.0
 
@@ -170,21 +172,52 @@ def test_zip_slip_is_refused(tmp_path):
 def test_interrupted_export_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
     """Interrupted after the first program is written: no half-written package, no temp folder."""
     import export.lowering.package_writer as writer
-    from export.lowering.executorch import LoweredProgram
 
     calls = []
 
-    def first_then_killed(methods, *args, **kwargs):
-        calls.append(methods)
+    class NotAProgram:
+        def write_to_file(self, f):
+            f.write(b"not a program")
+
+    def first_then_killed(exported, log):
+        calls.append(exported)
         if len(calls) > 1:
             raise KeyboardInterrupt
-        return LoweredProgram(data=b"not a program", methods={}, delegation={})
+        return NotAProgram(), {}
 
-    monkeypatch.setattr(writer, "lower_program", first_then_killed)
+    monkeypatch.setattr(writer, "lower_exported", first_then_killed)
     target = tmp_path / "t.mobilepkg"
     with pytest.raises(KeyboardInterrupt):
         export_package(tiny_pipe, target, log=lambda s: None)
     assert len(calls) == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_worker_failure_names_the_component(tmp_path):
+    """A component that fails in its worker process is one SDKError line naming it, not a traceback."""
+    from export.lowering.package_writer import SCRATCH, _lower_in_worker
+
+    (tmp_path / SCRATCH).mkdir()
+    (tmp_path / SCRATCH / "unet.main.pt2").write_bytes(b"not an exported program")
+    with pytest.raises(SDKError, match=r"lowering unet failed in its worker process: .+") as info:
+        _lower_in_worker(tmp_path, "unet", {"main": str(tmp_path / SCRATCH / "unet.main.pt2")}, "none", lambda s: None)
+    assert "\n" not in str(info.value)
+
+
+def test_low_memory_export_releases_the_weights(tmp_path, monkeypatch):
+    """--low-memory frees the caller's weights before any component is lowered (that is the point)."""
+    import export.lowering.package_writer as writer
+
+    pipe = VideoPipeline.from_preset("tiny", seed=0)
+    devices = []
+
+    def worker(root, comp, *args):
+        devices.append(pipe.unet.conv_in.weight.device.type)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "_lower_in_worker", worker)
+    with pytest.raises(KeyboardInterrupt):
+        export_package(pipe, tmp_path / "t.mobilepkg", low_memory=True, log=lambda s: None)
+    assert devices == ["meta"] and list(tmp_path.iterdir()) == []
 
 
 def test_cli_export_errors(tmp_path, capsys):

@@ -83,35 +83,48 @@ def quantize_int8_module(module: nn.Module, calibration: list[tuple[torch.Tensor
     return convert_pt2e(prepared)
 
 
-def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
-                  log: Callable[[str], None] = print) -> LoweredProgram:
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-    from executorch.exir import to_edge_transform_and_lower
-
+def export_methods(methods: dict[str, MethodSpec], quantize: str = "none") -> dict[str, torch.export.ExportedProgram]:
+    """torch.export of each method (PT2E int8 first when asked): what `lower_exported` lowers."""
     if quantize not in QUANTIZE_MODES:
         raise ValueError(f"unknown quantization {quantize!r}; choose from {QUANTIZE_MODES}")
-    exported: dict[str, torch.export.ExportedProgram] = {}
+    exported = {}
     for name, spec in methods.items():
         with torch.no_grad():
             module = quantize_int8_module(spec.module, spec.calibration) if quantize == "int8" else spec.module.eval()
-            ep = torch.export.export(module, spec.example_inputs, strict=False)
-        exported[name] = ep
+            exported[name] = torch.export.export(module, spec.example_inputs, strict=False)
+    return exported
+
+
+def method_io(methods: dict[str, MethodSpec]) -> dict[str, dict]:
+    """method -> {"inputs": [...], "outputs": [...]} tensor specs, from one eager call."""
+    io = {}
+    with torch.no_grad():
+        for name, spec in methods.items():
+            outputs = spec.module(*spec.example_inputs)
+            outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+            io[name] = {"inputs": [tensor_spec(n, t) for n, t in zip(spec.input_names, spec.example_inputs)],
+                        "outputs": [tensor_spec(n, t) for n, t in zip(spec.output_names, outputs)]}
+    return io
+
+
+def lower_exported(exported: dict[str, torch.export.ExportedProgram], log: Callable[[str], None] = print):
+    """XNNPACK-partitioned ExecuTorch program of the exported methods, and each method's delegation report."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+
     logging.getLogger("executorch").setLevel(logging.WARNING)
     # torch's pytree deprecation, raised from inside executorch once per node: it drowns progress bars.
     warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated", category=FutureWarning)
     edge = to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
-    delegation = {name: delegation_report(exported[name], edge.exported_program(name).graph_module) for name in methods}
+    delegation = {name: delegation_report(ep, edge.exported_program(name).graph_module) for name, ep in exported.items()}
     for name, rep in delegation.items():
         log(f"    {name}: {rep['op_fraction_delegated']:.1%} of ops, {rep['flop_fraction_delegated']:.2%} of FLOPs in XNNPACK"
             + (f"; outside: {rep['ops_outside_by_type']}" if rep["ops_outside_by_type"] else ""))
-    program = edge.to_executorch()
-    with torch.no_grad():
-        io = {}
-        for name, spec in methods.items():
-            outputs = spec.module(*spec.example_inputs)
-            outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-            io[name] = {
-                "inputs": [tensor_spec(n, t) for n, t in zip(spec.input_names, spec.example_inputs)],
-                "outputs": [tensor_spec(n, t) for n, t in zip(spec.output_names, outputs)],
-            }
-    return LoweredProgram(data=program.buffer, methods=io, delegation=delegation)
+    return edge.to_executorch(), delegation
+
+
+def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
+                  log: Callable[[str], None] = print) -> LoweredProgram:
+    """The whole path in memory (small programs: tests, microbenchmarks); packages write to a file instead."""
+    program, delegation = lower_exported(export_methods(methods, quantize), log)
+    return LoweredProgram(data=program.buffer, methods=method_io(methods), delegation=delegation)

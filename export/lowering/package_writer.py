@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import gc
 import json
+import os
+import shutil
+import subprocess
+import sys
 import zipfile
 from importlib import metadata
 from pathlib import Path
@@ -28,16 +33,76 @@ from mobile_sdk.package import (
 from mobile_sdk.pipeline import VideoPipeline
 
 from export.lowering.calibration import capture_calibration, default_prompts
-from export.lowering.executorch import MethodSpec, lower_program
-from export.lowering.parity import FP32_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr
+from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io
+from export.lowering.parity import (
+    FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr,
+)
 
 TEST_PROMPT = "a red circle moving right"
 TEST_SEED = 7  # the noise and pipeline test vectors' seed
 (MAIN,) = entry_names(1)
+LOW_MEMORY_ABOVE_BYTES = 1 << 30  # fp32 UNet weights above which export lowers one component per process
+
+
+SCRATCH = ".scratch"  # inside the package's temporary folder: .pt2 programs waiting for a worker
 
 
 class ParityError(SDKError):
     """The exported programs do not reproduce eager PyTorch closely enough."""
+
+
+def unet_fp32_bytes(pipe: VideoPipeline) -> int:
+    return 4 * sum(p.numel() for p in pipe.unet.parameters())
+
+
+def release_weights(pipe: VideoPipeline) -> None:
+    """Free the pipeline's weights (its modules move to the meta device): `pipe` cannot run afterwards."""
+    for module in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
+        module.to("meta")
+    gc.collect()
+
+
+def _write_program(program, path: Path) -> None:
+    with open(path, "wb") as f:
+        program.write_to_file(f)  # no bytes copy of the whole program
+
+
+def _log_written(root: Path, rel: str, log: Callable[[str], None]) -> None:
+    log(f"  wrote {rel} ({(root / rel).stat().st_size / 1e6:.2f} MB)")
+
+
+def _save_exported(root: Path, comp: str, exported: dict) -> dict[str, str]:
+    """Each method's ExportedProgram as a .pt2 in the scratch folder, for a worker to lower."""
+    (root / SCRATCH).mkdir(exist_ok=True)
+    paths = {}
+    for name, ep in exported.items():
+        paths[name] = str(root / SCRATCH / f"{comp}.{name}.pt2")
+        torch.export.save(ep, paths[name])
+    return paths
+
+
+def _lower_in_worker(root: Path, comp: str, programs: dict[str, str], quantize: str,
+                     log: Callable[[str], None]) -> dict:
+    """Run export.lowering.component_worker on one component; its progress lines become ours."""
+    from mobile_sdk import quiet
+
+    log(f"lowering {comp} ({', '.join(programs)}) to ExecuTorch/XNNPACK in a worker process, quantization {quantize}")
+    job = {"programs": programs, "out": str(root / component_path("executorch", comp)),
+           "report": str(root / SCRATCH / f"{comp}.delegation.json"), "quantize": quantize,
+           "quiet": quiet._quiet_native}
+    job_path = root / SCRATCH / f"{comp}.job.json"
+    job_path.write_text(json.dumps(job))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "export.lowering.component_worker", str(job_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    for line in proc.stdout:
+        log(line.rstrip("\n"))
+    err = proc.stderr.read().strip()
+    if proc.wait() != 0:
+        last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"
+        raise SDKError(f"lowering {comp} failed in its worker process: {last}")
+    return json.loads(Path(job["report"]).read_text())
 
 
 def tool_versions() -> dict[str, str]:
@@ -115,6 +180,7 @@ def export_package(
     calibration_prompts: int = 8,
     coreml_options=None,
     overwrite: bool = False,
+    low_memory: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
     """Lower `pipe` and write the package; returns the manifest. Raises ParityError if --check fails.
@@ -122,6 +188,10 @@ def export_package(
     `quantize` is 'none', 'int8' (ExecuTorch PT2E), a Core ML weight compression (palettize4/6/8,
     linear8), or one of each separated by a comma. An existing package at `out` is replaced only with
     `overwrite`; anything else there is never touched.
+
+    `low_memory` (default: when the UNet's fp32 weights pass 1 GiB) lowers each ExecuTorch component in a
+    process of its own after releasing `pipe`'s weights (the pipeline is unusable afterwards): peak memory
+    is then about one component's lowering, not the whole model's plus it.
     """
     from export.lowering.coreml import CoreMLOptions, lower_coreml
 
@@ -157,18 +227,26 @@ def export_package(
         "vae_decoder": {MAIN: MethodSpec(pipe.vae_decoder, examples["vae_decoder"], *IO_NAMES["vae_decoder"],
                                               calibration.get("vae_decoder", []))},
     }
+    if low_memory is None:
+        low_memory = unet_fp32_bytes(pipe) > LOW_MEMORY_ABOVE_BYTES
+    if low_memory and "executorch" in targets:
+        log("low-memory export: each component is lowered in a process of its own, after the weights here are released")
 
     with atomic_dir(out) as tmp:
-        components = {}
+        components, deferred = {}, {}
         for comp, methods in (program_specs.items() if "executorch" in targets else ()):
-            log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
-            lowered = lower_program(methods, component_quant[comp], log=log)
             rel = component_path("executorch", comp)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / rel).write_bytes(lowered.data)
-            components[comp] = {"file": rel, "bytes": len(lowered.data), "methods": lowered.methods,
-                                "delegation": lowered.delegation, "quantization": component_quant[comp]}
-            log(f"  wrote {rel} ({len(lowered.data) / 1e6:.2f} MB)")
+            components[comp] = {"file": rel, "methods": method_io(methods), "quantization": component_quant[comp]}
+            if low_memory:
+                log(f"exporting {comp} ({', '.join(methods)}) with torch.export, quantization {component_quant[comp]}")
+                deferred[comp] = _save_exported(tmp, comp, export_methods(methods, component_quant[comp]))
+            else:
+                log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
+                program, components[comp]["delegation"] = lower_exported(export_methods(methods, component_quant[comp]), log)
+                _write_program(program, tmp / rel)
+                del program
+                _log_written(tmp, rel, log)
 
         coreml = None
         if "coreml" in targets:
@@ -178,8 +256,18 @@ def export_package(
 
         tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
         (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-        test_vectors = _write_test_vectors(tmp, pipe, examples, names, views, step_methods, quantize)
+        test_vectors, eager_run = _write_test_vectors(tmp, pipe, examples, names, views, step_methods, quantize)
         manifest = _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table)
+        references = parity_references(pipe, components, eager_run) if check and "executorch" in targets else None
+        if deferred:
+            del program_specs, views, examples, calibration
+            release_weights(pipe)
+            for comp, programs in deferred.items():
+                components[comp]["delegation"] = _lower_in_worker(tmp, comp, programs, component_quant[comp], log)
+                _log_written(tmp, components[comp]["file"], log)
+            shutil.rmtree(tmp / SCRATCH)
+        for comp in components.values():
+            comp["bytes"] = (tmp / comp["file"]).stat().st_size
         if "executorch" not in targets:
             del manifest["targets"]["executorch"]
         if coreml is not None:
@@ -191,7 +279,7 @@ def export_package(
         if check and "executorch" not in targets:
             log("  --check: Core ML cannot run on this host; parity of the coreml target is a macOS test")
         elif check:  # runs the package as written (its manifest included); only the results are added
-            manifest["targets"]["executorch"]["parity"] = run_parity(tmp, pipe, quantize, log)
+            manifest["targets"]["executorch"]["parity"] = check_parity(tmp, references, quantize, log)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"package written to {out}")
     if make_zip:
@@ -245,7 +333,7 @@ def _manifest(pipe, preset, components, step_methods, plans, names, quantize, te
 @torch.no_grad()
 def _write_test_vectors(root, pipe, examples, names, views, step_methods, quantize) -> dict:
     """Small recorded inputs and eager outputs that the apps' own tests replay (min PSNR given)."""
-    component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else 20.0
+    component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
     vectors = {}
     ids = examples["text_encoder"][0]
     hidden, pooled = pipe.text_encoder(ids)
@@ -281,39 +369,47 @@ def _write_test_vectors(root, pipe, examples, names, views, step_methods, quanti
     if out.frames[0].nbytes <= 1 << 20:
         e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", out.frames[0])
     vectors[pipeline_name] = e2e
-    return vectors
+    return vectors, (noise, out)
 
 
-def run_parity(root: Path, pipe: VideoPipeline, quantize: str, log: Callable[[str], None]) -> dict:
-    """PSNR of each program against eager on fresh random inputs, then of the whole 4-step pipeline."""
+@torch.no_grad()
+def parity_references(pipe: VideoPipeline, components: dict, eager_run) -> dict:
+    """What --check compares the written programs against, taken while `pipe` still has its weights:
+    each method's eager output on fresh random inputs of its exact shape (every layer runs once), and the
+    eager 4-step run of the pipeline test vector (`eager_run`; not repeated here)."""
+    vocab = pipe.config.text_encoder.vocab_size
+    views = dict(zip(components["unet"]["methods"], _unet_views(pipe)[0]))
+    eager = {"text_encoder": {MAIN: lambda ids: pipe.text_encoder(ids)[0]}, "unet": views,
+             "vae_decoder": {MAIN: pipe.vae_decoder}}
+    refs: dict = {"components": {}, "pipeline": eager_run}
+    for seed, (comp, methods) in enumerate(eager.items(), start=11):
+        for name, fn in methods.items():
+            args = component_inputs(comp, components[comp]["methods"][name]["inputs"], vocab, seed=seed)
+            key = comp if comp != "unet" else f"unet.{name}"
+            refs["components"][key] = (comp, name, args, fn(*args))
+    return refs
+
+
+def check_parity(root: Path, refs: dict, quantize: str, log: Callable[[str], None]) -> dict:
+    """PSNR of each written program against eager, then of the whole 4-step pipeline (the test vector's
+    noise); raises ParityError below the thresholds."""
     from mobile_sdk.package import open_package
     from mobile_sdk.runtime import pipeline_from_package
 
     pkg = open_package(root, verify=False)
     pte = pipeline_from_package(pkg)
-    vocab = pipe.config.text_encoder.vocab_size
+    programs = {"text_encoder": {MAIN: lambda ids: pte.text_encoder(ids)[0]}, "unet": pte.unet.views,
+                "vae_decoder": {MAIN: pte.vae_decoder}}
     results: dict = {"components": {}, "thresholds_db": {}}
-    eager_unet_views = _unet_views(pipe)[0]
     with torch.no_grad():
-        te_spec = pkg.component("executorch", "text_encoder")["methods"][MAIN]
-        (ids,) = component_inputs("text_encoder", te_spec["inputs"], vocab, seed=11)
-        ref = pipe.text_encoder(ids)[0]
-        results["components"]["text_encoder"] = psnr(ref, pte.text_encoder(ids)[0])
-        unet_methods = pkg.component("executorch", "unet")["methods"]
-        for (name, spec), view in zip(unet_methods.items(), eager_unet_views):
-            args = component_inputs("unet", spec["inputs"], vocab, seed=12)
-            results["components"][f"unet.{name}"] = psnr(view(*args), pte.unet.views[name](*args))
-        dec_spec = pkg.component("executorch", "vae_decoder")["methods"][MAIN]
-        (z,) = component_inputs("vae_decoder", dec_spec["inputs"], vocab, seed=13)
-        results["components"]["vae_decoder"] = psnr(pipe.vae_decoder(z), pte.vae_decoder(z))
-
-        noise = torch.from_numpy(portable_normal(14, pipe.latent_shape()))
-        pipe.set_progress_bar_config(disable=True)
+        for key, (comp, name, args, expected) in refs["components"].items():
+            results["components"][key] = psnr(expected, programs[comp][name](*args))
+        noise, eager_out = refs["pipeline"]
         pte.set_progress_bar_config(disable=True)
-        eager_out = pipe(TEST_PROMPT, latents=noise.clone())
         pte_out = pte(TEST_PROMPT, latents=noise.clone())
     results["pipeline_frames_db"] = psnr(eager_out.frames, pte_out.frames, peak=255.0)
     results["pipeline_latents_db"] = psnr(eager_out.latents, pte_out.latents)
+    pkg.close()
     for k, v in results["components"].items():
         log(f"  parity {k}: {v:.1f} dB")
     log(f"  parity 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB, latents {results['pipeline_latents_db']:.1f} dB")
@@ -324,11 +420,12 @@ def run_parity(root: Path, pipe: VideoPipeline, quantize: str, log: Callable[[st
             raise ParityError(f"parity gate failed: {', '.join(f'{k} {v:.1f} dB' for k, v in bad.items())} "
                               f"(fp32 needs >= {FP32_COMPONENT_MIN_DB} dB per component); no package was written")
     else:
-        results["thresholds_db"] = {"pipeline_frames_min": INT8_FRAMES_MIN_DB}
-        if results["pipeline_frames_db"] < INT8_FRAMES_MIN_DB:
+        results["thresholds_db"] = {"pipeline_frames_min": INT8_FRAMES_MIN_DB, "component_min": INT8_COMPONENT_MIN_DB}
+        bad = {k: v for k, v in results["components"].items() if v < INT8_COMPONENT_MIN_DB}
+        if results["pipeline_frames_db"] < INT8_FRAMES_MIN_DB or bad:
             raise ParityError(f"parity gate failed: int8 frames {results['pipeline_frames_db']:.1f} dB "
-                              f"(needs >= {INT8_FRAMES_MIN_DB} dB); no package was written")
+                              f"(needs >= {INT8_FRAMES_MIN_DB} dB)"
+                              + "".join(f", {k} {v:.1f} dB" for k, v in bad.items())
+                              + f" (components need >= {INT8_COMPONENT_MIN_DB} dB); no package was written")
     results["passed"] = True
-    pkg.close()
     return results
-

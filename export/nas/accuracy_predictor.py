@@ -6,18 +6,47 @@ plan per step) costs nothing extra: its loss is the mean of its plans' losses at
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from mobile_sdk.errors import SDKError
 from mobile_sdk.scheduler import RectifiedFlowScheduler
 
+from export.nas.elastic import elastic_forward
 from export.nas.supernet import SupernetUNet, load_supernet
 from export.nas.supernet_train import supernet_pool
 
 
-class SupernetEvaluator:
+@torch.no_grad()
+def held_out_losses(predict, latents: torch.Tensor, noise: torch.Tensor, velocity: torch.Tensor, hidden: torch.Tensor,
+                    timesteps: list[float], batch: int) -> np.ndarray:
+    """Per-timestep rectified-flow loss of `predict(x_t, t, hidden)` on fixed clips and fixed noise."""
+    losses = []
+    for t in timesteps:
+        total = 0.0
+        for i in range(0, len(latents), batch):
+            x0, eps = latents[i:i + batch], noise[i:i + batch]
+            tt = torch.full((len(x0),), t)
+            pred = predict(RectifiedFlowScheduler.add_noise(x0, eps, tt), tt, hidden[i:i + batch])
+            total += float(((pred - velocity[i:i + batch]) ** 2).sum())
+        losses.append(total / latents.numel())
+    return np.array(losses)
+
+
+class _PerStepLoss:
+    """`loss` of one row (every step) or of one row per step (each at its own step)."""
+
+    def loss(self, codes: np.ndarray) -> float:
+        codes = np.asarray(codes)
+        if codes.ndim == 1:
+            return float(self.step_losses(codes).mean())
+        return float(np.mean([self.step_losses(c)[s] for s, c in enumerate(codes)]))
+
+
+class SupernetEvaluator(_PerStepLoss):
     """`step_losses(codes[S]) -> [steps]`; `loss(codes[S] or [steps, S]) -> float` (lower is better)."""
 
     label = "supernet validation loss"
@@ -49,26 +78,79 @@ class SupernetEvaluator:
         evaluator.model_config = pipe.config
         return evaluator
 
-    @torch.no_grad()
     def step_losses(self, codes: np.ndarray) -> np.ndarray:
         key = np.asarray(codes, dtype=np.int8).tobytes()
         if key not in self._cache:
             self.net.set_plan(codes)
-            losses = []
-            for t in self.timesteps:
-                total = 0.0
-                for i in range(0, len(self.latents), self.batch):
-                    x0, eps = self.latents[i:i + self.batch], self.noise[i:i + self.batch]
-                    tt = torch.full((len(x0),), t)
-                    pred = self.net(RectifiedFlowScheduler.add_noise(x0, eps, tt), tt, self.hidden[i:i + self.batch])
-                    total += float(((pred - self.velocity[i:i + self.batch]) ** 2).sum())
-                losses.append(total / self.latents.numel())
-            self._cache[key] = np.array(losses)
+            self._cache[key] = held_out_losses(self.net, self.latents, self.noise, self.velocity, self.hidden,
+                                               self.timesteps, self.batch)
             self.evaluations += 1
         return self._cache[key]
 
-    def loss(self, codes: np.ndarray) -> float:
-        codes = np.asarray(codes)
-        if codes.ndim == 1:
-            return float(self.step_losses(codes).mean())
-        return float(np.mean([self.step_losses(c)[s] for s, c in enumerate(codes)]))
+
+def _require_supernet_for_plans(net, space) -> None:
+    if "temporal" in space.axes and not isinstance(net, SupernetUNet):
+        raise SDKError("--space temporal,... needs --supernet (a plain model runs only its own plan)")
+
+
+class ElasticEvaluator(_PerStepLoss):
+    """Quality of whole-space genomes (export.nas.genome): the validation loss of each row's (plan,
+    sub-network, resolution) with shared weights, `elastic_forward` slicing the backbone at run time.
+
+    `net` is the temporal supernet (every plan) or a plain VideoUNet (its own plan only: the temporal axis
+    needs a supernet). Each resolution gets the same held-out clips rendered at that size (the first
+    `held_out` clips of the training pool's stream, as `supernet_pool` splits them), its own fixed noise,
+    and the same timesteps, so a row always gets the same number. Per-step losses as in SupernetEvaluator:
+    a step-aware genome's loss is the mean of its rows' losses at their own steps, so a genome that repeats
+    one row scores exactly that row's loss."""
+
+    def __init__(self, net, space, hidden: torch.Tensor, latents_at, timesteps: list[float], label: str,
+                 seed: int = 0, batch: int = 16):
+        _require_supernet_for_plans(net, space)
+        self.net, self.space, self.hidden, self.latents_at = net.eval(), space, hidden, latents_at
+        self.timesteps, self.label, self.seed, self.batch = [float(t) for t in timesteps], label, seed, batch
+        self._data: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        self._cache: dict[bytes, np.ndarray] = {}
+        self.evaluations = 0
+
+    @classmethod
+    def from_model(cls, net, pipe, space, directory: str | Path, held_out: int, seed: int, timesteps: list[float],
+                   label: str, progress: bool = True) -> "ElasticEvaluator":
+        """Held-out clips of the pool seeded like supernet training's, cached under `directory`."""
+        _require_supernet_for_plans(net, space)
+        from export.train.teacher import latent_pool
+
+        def latents_at(resolution: tuple[int, int]) -> torch.Tensor:
+            cfg = dataclasses.replace(pipe.config, height=resolution[0], width=resolution[1])
+            cache = Path(directory) / f"held_out_{held_out}_{resolution[0]}x{resolution[1]}.safetensors"
+            return latent_pool(pipe.vae_decoder.vae, cfg, held_out, seed + 7, cache, progress)[0]
+
+        first = latent_pool(pipe.vae_decoder.vae, pipe.config, held_out, seed + 7,
+                            Path(directory) / f"held_out_{held_out}_{pipe.config.height}x{pipe.config.width}.safetensors",
+                            progress)[1]
+        with torch.no_grad():
+            hidden, _ = pipe.text_encoder(pipe.tokenizer(first))
+        return cls(net, space, hidden, latents_at, timesteps, label, seed)
+
+    def _at(self, resolution: tuple[int, int]):
+        if resolution not in self._data:
+            latents = self.latents_at(resolution)
+            g = torch.Generator().manual_seed(self.seed + resolution[0] * 1000 + resolution[1])
+            noise = torch.randn(latents.shape, generator=g)
+            self._data[resolution] = (latents, noise, RectifiedFlowScheduler.velocity(latents, noise))
+        return self._data[resolution]
+
+    def _forward(self, row: np.ndarray, subnet, x, t, hidden) -> torch.Tensor:
+        if isinstance(self.net, SupernetUNet):  # supernet.py's (plan, subnet) forward on the shared weights
+            return self.net.forward_subnet([int(c) for c in self.space.temporal_codes(row)], subnet, x, t, hidden)
+        return elastic_forward(self.net, subnet, x, t, hidden)
+
+    def step_losses(self, row: np.ndarray) -> np.ndarray:
+        key = np.asarray(row, np.int8).tobytes()
+        if key not in self._cache:
+            subnet, resolution = self.space.subnet(row), self.space.resolution(row)
+            latents, noise, velocity = self._at(resolution)
+            self._cache[key] = held_out_losses(lambda x, t, h: self._forward(row, subnet, x, t, h), latents, noise,
+                                               velocity, self.hidden, self.timesteps, self.batch)
+            self.evaluations += 1
+        return self._cache[key]

@@ -193,6 +193,15 @@ def _check_plain(unet: nn.Module) -> None:
                         f"(extract the temporal supernet's plan first)")
 
 
+def _plain_view(unet: nn.Module) -> tuple[UNetConfig, dict[str, torch.Tensor]]:
+    """(config, tensors under VideoUNet names) of a plain VideoUNet, or of a model that runs as one through
+    its `plain_view()` (the temporal supernet: its active plan), without copying a tensor."""
+    if type(unet) is not VideoUNet and hasattr(unet, "plain_view"):
+        return unet.plain_view()
+    _check_plain(unet)
+    return unet.config, {**dict(unet.named_parameters()), **dict(unet.named_buffers())}
+
+
 def extract(unet: VideoUNet, subnet: SubNet) -> VideoUNet:
     """An ordinary, smaller VideoUNet whose weights are copies of slices of `unet`'s."""
     _check_plain(unet)
@@ -211,12 +220,12 @@ def _skeleton(config_json: str) -> VideoUNet:
         return VideoUNet(cfg)
 
 
-def elastic_forward(unet: VideoUNet, subnet: SubNet, sample: torch.Tensor, timestep: torch.Tensor,
+def elastic_forward(unet: nn.Module, subnet: SubNet, sample: torch.Tensor, timestep: torch.Tensor,
                     encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-    """The supernet's shared-weight evaluation: `unet` run as the sub-network, slicing its weights at run
-    time (views: gradients reach the full model's weights; the compute is the sub-network's)."""
-    _check_plain(unet)
-    skeleton = _skeleton(json.dumps(dataclasses.asdict(subnet_config(unet.config, subnet)), sort_keys=True))
-    full = {**dict(unet.named_parameters()), **dict(unet.named_buffers())}
+    """The supernet's shared-weight evaluation: `unet` (a VideoUNet, or a SupernetUNet with its plan set) run
+    as the sub-network, slicing its weights at run time (views: gradients reach the full model's weights; the
+    compute is the sub-network's)."""
+    config, full = _plain_view(unet)
+    skeleton = _skeleton(json.dumps(dataclasses.asdict(subnet_config(config, subnet)), sort_keys=True))
     shapes = {name: t.shape for name, t in itertools.chain(skeleton.named_parameters(), skeleton.named_buffers())}
     return torch.func.functional_call(skeleton, _sliced(full, shapes), (sample, timestep, encoder_hidden_states))

@@ -11,14 +11,16 @@ cost of one program invocation (see export.nas.efficiency_predictor).
 from __future__ import annotations
 
 import copy
+import itertools
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
 from torch import nn
 
 from mobile_sdk.config import ModelConfig
+from mobile_sdk.errors import ConfigError
 from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
 from mobile_sdk.models.layers import silu
 from mobile_sdk.models.temporal import make_temporal_layer
@@ -51,6 +53,7 @@ class ModelBlocks:
     unet_calls_per_step: int  # 2 with classifier-free guidance (batch-1 programs), else 1
     decoder_calls: int  # the decoder program runs once per frame
     blocks: dict[str, Block] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (module path, signature) of each backbone call
 
     @property
     def steps(self) -> int:
@@ -167,11 +170,32 @@ def _capture_backbone(cfg: ModelConfig) -> list[tuple[str, str, nn.Module, tuple
     return calls
 
 
+def _fields(kind: str, module: nn.Module, tensors: tuple, extra: tuple, u) -> dict:
+    """What sets a backbone block's cost. Inner sizes that sub-networks shrink (export.nas.elastic) appear
+    only where they differ from the outer size's default, so full-model signatures (and tables) stay as
+    they were and a signature still names one block: `inner=` (ResBlock conv1 channels, default `out`),
+    `ff_hidden=` (feed-forward hidden size, default channels x `ff`); heads and depth are the block's own."""
+    fields = {"x": _shape(tensors[0])}
+    if kind == "resblock":
+        out, inner = module.conv2.out_channels, module.conv1.out_channels
+        fields.update(temb=_shape(tensors[1]), out=out, groups=u.norm_groups)
+        if inner != out:
+            fields["inner"] = inner
+    elif kind == "transformer":
+        channels, first = tensors[0].shape[1], module.blocks[0]
+        fields.update(context=_shape(tensors[1]), frames=extra[0], heads=first.attn1.heads, depth=len(module.blocks),
+                      ff=u.ff_mult)
+        if first.ff.fc1.out_features != channels * u.ff_mult:
+            fields["ff_hidden"] = first.ff.fc1.out_features
+    return fields
+
+
 def model_blocks(cfg: ModelConfig) -> ModelBlocks:
     """Decompose `cfg` (at cfg.height x cfg.width, cfg.num_frames) into table entries."""
     u = cfg.unet
     blocks: dict[str, Block] = {}
     backbone: Counter = Counter()
+    calls: list[tuple[str, str]] = []
     seed = 0
     unets: dict[str, VideoUNet] = {}  # one backbone per device: "meta" for estimates, "cpu" for programs
 
@@ -185,15 +209,9 @@ def model_blocks(cfg: ModelConfig) -> ModelBlocks:
         return copy.deepcopy(unet.get_submodule(path))
 
     for kind, path, module, tensors, extra in _capture_backbone(cfg):
-        x = tensors[0]
-        fields = {"x": _shape(x)}
-        if kind == "resblock":
-            fields.update(temb=_shape(tensors[1]), out=module.conv1.out_channels, groups=u.norm_groups)
-        elif kind == "transformer":
-            fields.update(context=_shape(tensors[1]), frames=extra[0], heads=x.shape[1] // u.head_dim,
-                          depth=u.transformer_depth, ff=u.ff_mult)
-        sig = _signature(f"backbone.{kind}", **fields)
+        sig = _signature(f"backbone.{kind}", **_fields(kind, module, tensors, extra, u))
         backbone[sig] += 1
+        calls.append((path, sig))
         if sig not in blocks:
             seed += 1
             factory = (lambda p=path, e=extra: _Call(backbone_module(p), e))
@@ -231,4 +249,112 @@ def model_blocks(cfg: ModelConfig) -> ModelBlocks:
 
     return ModelBlocks(config=cfg, slots=[s.id for s in unet_slots(u)], backbone=backbone, temporal=temporal,
                        text_encoder=te_sig, vae_decoder=vae_sig, unet_calls_per_step=2 if cfg.guidance_scale > 1 else 1,
-                       decoder_calls=cfg.num_frames, blocks=blocks)
+                       decoder_calls=cfg.num_frames, blocks=blocks, calls=calls)
+
+
+# -- elastic sub-networks (export.nas.elastic) at several resolutions -----------------------------------------
+
+
+def _level(path: str, levels: int) -> int | None:
+    """The resolution level whose width/depth choice sets this backbone block (None: no choice does)."""
+    parts = path.split(".")
+    if parts[0] in ("down", "up"):
+        return int(parts[1])
+    return levels - 1 if parts[0] == "mid" else None
+
+
+def _kept(path: str, subnet) -> bool:
+    parts = path.split(".")
+    if parts[0] == "mid":
+        return subnet.mid_block
+    if parts[0] == "up" and parts[2] in ("res", "attn"):
+        return int(parts[3]) < subnet.up_blocks[int(parts[1])]
+    return True
+
+
+@dataclass
+class ElasticBlocks:
+    """Every block of every sub-network (export.nas.elastic.SubNet) at every resolution of a set: the
+    entries an elastic latency table holds, and the decomposition of any one sub-network, composed
+    without running the model again.
+
+    A backbone block's signature depends only on its own level's (width, transformer depth) and the
+    resolution (outer channels never shrink, see elastic.py), so a few models cover the space: the k-th
+    runs level l at its (k mod n_l)-th choice. `of(subnet, resolution)` then picks, per module path, the
+    signature for that level's choice; tests check it against decomposing the extracted model."""
+
+    config: ModelConfig  # the full model (its resolution is the first of `resolutions`)
+    resolutions: tuple[tuple[int, int], ...]  # (height, width) in pixels
+    per_resolution: dict[tuple[int, int], tuple[ModelBlocks, dict]]  # full-model blocks, path -> choice -> sig
+    blocks: dict[str, Block] = field(default_factory=dict)
+
+    def signatures(self) -> list[str]:
+        return list(self.blocks)
+
+    def header(self) -> dict:
+        """A table's `header.elastic`: which sub-networks and resolutions its entries cover."""
+        from export.nas.elastic import WIDTHS
+
+        return {"resolutions": [list(r) for r in self.resolutions], "widths": list(WIDTHS),
+                "covers": "every block of every sub-network (export.nas.elastic: width, up blocks, transformer "
+                          "depth, mid block) at each resolution"}
+
+    def of(self, subnet, resolution: tuple[int, int]) -> ModelBlocks:
+        """The ModelBlocks of `subnet` at `resolution` (as `model_blocks` of the extracted model gives)."""
+        from export.nas.elastic import subnet_config
+
+        if resolution not in self.per_resolution:
+            raise ConfigError(f"resolution {resolution[0]}x{resolution[1]} is not among the elastic blocks' "
+                             f"{', '.join(f'{h}x{w}' for h, w in self.resolutions)}")
+        full, by_path = self.per_resolution[resolution]
+        unet = subnet_config(self.config.unet, subnet)
+        levels = len(unet.block_channels)
+        backbone: Counter = Counter()
+        calls = []
+        for path, options in by_path.items():
+            if _kept(path, subnet):
+                level = _level(path, levels)
+                sig = options[None if level is None else (subnet.widths[level], subnet.transformer_depths[level])]
+                backbone[sig] += 1
+                calls.append((path, sig))
+        slots = [s.id for s in unet_slots(unet)]
+        used = {*backbone, *(sig for s in slots for sig in full.temporal[s].values()), full.text_encoder,
+                full.vae_decoder, CALL_SIGNATURE}
+        return ModelBlocks(config=replace(full.config, unet=unet), slots=slots, backbone=backbone,
+                           temporal={s: full.temporal[s] for s in slots}, text_encoder=full.text_encoder,
+                           vae_decoder=full.vae_decoder, unet_calls_per_step=full.unet_calls_per_step,
+                           decoder_calls=full.decoder_calls, blocks={s: self.blocks[s] for s in used}, calls=calls)
+
+
+def elastic_blocks(cfg: ModelConfig, resolutions: list[tuple[int, int]] | None = None) -> ElasticBlocks:
+    """The elastic decomposition of `cfg` at `resolutions` (default: the config's own)."""
+    from export.nas.elastic import SubNet, choices, subnet_config
+
+    resolutions = tuple(dict.fromkeys(resolutions or [(cfg.height, cfg.width)]))
+    for h, w in resolutions:
+        cfg.check_size(h, w, cfg.num_frames, f"elastic resolution {h}x{w}")
+    space = choices(cfg.unet)
+    per_level = [list(itertools.product(widths, depths))
+                 for widths, depths in zip(space["widths"], space["transformer_depths"])]
+    full = SubNet.full(cfg.unet)
+    covering = [replace(full, widths=tuple(c[k % len(c)][0] for c in per_level),
+                        transformer_depths=tuple(c[k % len(c)][1] for c in per_level))
+                for k in range(max(map(len, per_level)))]
+    blocks: dict[str, Block] = {}
+    per_resolution = {}
+    for h, w in resolutions:
+        at = replace(cfg, height=h, width=w)
+        by_path: dict[str, dict] = {}
+        base = None
+        for subnet in covering:
+            mb = model_blocks(replace(at, unet=subnet_config(cfg.unet, subnet)))
+            base = base or mb
+            for sig, block in mb.blocks.items():
+                blocks.setdefault(sig, block)
+            levels = len(cfg.unet.block_channels)
+            for path, sig in mb.calls:
+                level = _level(path, levels)
+                key = None if level is None else (subnet.widths[level], subnet.transformer_depths[level])
+                by_path.setdefault(path, {})[key] = sig
+        per_resolution[(h, w)] = (base, by_path)
+    return ElasticBlocks(config=cfg, resolutions=resolutions, per_resolution=per_resolution, blocks=blocks)

@@ -9,6 +9,9 @@ Small duck-typed parts, as in once-for-all:
 
 A genome is [G, S] op codes: G = 1 (one plan for every step) or the number of steps (step-aware). The
 budget applies to the whole denoising loop (all steps); memory to the peak of the loaded programs.
+`ElasticConstraint` puts the whole space behind the same interface (genes of export.nas.genome: plan,
+sub-network, resolution); the algorithm only sees, per gene, its allowed option indices, its cheapest
+option and whether all steps share it.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from tqdm.auto import tqdm
 from mobile_sdk.errors import SDKError
 from mobile_sdk.plan import TEMPORAL_OPS
 
-from export.nas.efficiency_predictor import LatencyPredictor
+from export.nas.efficiency_predictor import ElasticPredictor, LatencyPredictor
 
 
 class SearchError(SDKError):
@@ -49,6 +52,7 @@ class Constraint:
         self.allowed = np.ones((s, len(TEMPORAL_OPS)), bool) if allowed is None else allowed
         cost = np.where(self.allowed, predictor.slot_ms, np.inf)
         self.cheapest = cost.argmin(1).astype(np.int8)  # per slot; "none" unless it is not allowed
+        self.shared = np.zeros(s, bool)  # no gene is tied across steps
 
     def expand(self, genomes: np.ndarray) -> np.ndarray:
         """[N, G, S] -> [N, steps, S] (a one-plan genome runs at every step)."""
@@ -75,6 +79,37 @@ class Constraint:
                               f"(no temporal layers) takes {lat:.3f} ms on this table")
         if self.memory_bytes is not None and mem > self.memory_bytes:
             raise SearchError(f"no plan fits {self.memory_bytes / 2**20:.1f} MB: the smallest achievable peak is "
+                              f"{mem / 2**20:.1f} MB on this table")
+
+
+class ElasticConstraint(Constraint):
+    """The same limits over whole-space genomes [N, G, genes] (export.nas.genome). The cheapest option of
+    a gene: no temporal layer, the narrowest width, the fewest blocks, no middle block, the smallest
+    resolution (each never slower than the others, so the all-cheapest genome is the fastest)."""
+
+    def __init__(self, predictor: ElasticPredictor, budget_ms: float, memory_bytes: float | None = None):
+        self.predictor, self.budget_ms, self.memory_bytes = predictor, budget_ms, memory_bytes
+        space = predictor.space
+        self.allowed, self.shared = space.allowed(), space.shared()
+        s = len(space.slots)
+
+        def cost(j: int, value) -> float:
+            if j < s:
+                return 0.0 if value == "none" else 1.0
+            return value[0] * value[1] if j == space.resolution_gene else float(value)
+
+        self.cheapest = np.array([min(range(len(o)), key=lambda k: cost(j, o[k])) for j, o in enumerate(space.options)],
+                                 np.int8)
+
+    def check_achievable(self, genes: int) -> None:
+        fastest = np.broadcast_to(self.cheapest, (1, genes, len(self.cheapest)))
+        lat, mem = float(self.latency_ms(fastest)[0]), float(self.memory(fastest)[0])
+        if lat > self.budget_ms:
+            raise SearchError(f"no genome fits a {self.budget_ms:g} ms budget: the fastest achievable denoising loop "
+                              f"(smallest sub-network and resolution in the space, no temporal layers) takes "
+                              f"{lat:.3f} ms on this table")
+        if self.memory_bytes is not None and mem > self.memory_bytes:
+            raise SearchError(f"no genome fits {self.memory_bytes / 2**20:.1f} MB: the smallest achievable peak is "
                               f"{mem / 2**20:.1f} MB on this table")
 
 
@@ -112,13 +147,18 @@ class SearchResult:
         return front
 
 
-def _repair(genome: np.ndarray, constraint: Constraint, rng: np.random.Generator) -> np.ndarray:
-    """Move random genes to their slot's cheapest op until the genome fits (the all-cheapest one does)."""
+def _repair(genome: np.ndarray, constraint, rng: np.random.Generator) -> np.ndarray:
+    """Move random genes to their cheapest option until the genome fits (the all-cheapest one does).
+    Shared genes take the first step's value first, and change in every step at once."""
     g = genome.copy()
+    g[:, constraint.shared] = g[0, constraint.shared]
     while not constraint.feasible(g[None])[0]:
         costly = np.argwhere(g != constraint.cheapest[None, :])
         i, j = costly[rng.integers(len(costly))]
-        g[i, j] = constraint.cheapest[j]
+        if constraint.shared[j]:
+            g[:, j] = constraint.cheapest[j]
+        else:
+            g[i, j] = constraint.cheapest[j]
     return g
 
 
@@ -130,8 +170,10 @@ def _random_genome(genes: int, allowed: np.ndarray, rng: np.random.Generator) ->
     return out
 
 
-def evolutionary_search(objective, constraint: Constraint, genes: int = 1, config: SearchConfig | None = None,
-                        progress: bool = True) -> SearchResult:
+def evolutionary_search(objective, constraint, genes: int = 1, config: SearchConfig | None = None,
+                        progress: bool = True, seeds: list[np.ndarray] | None = None) -> SearchResult:
+    """`seeds` ([genes, S] each, at most the population) start the first population in place of random
+    genomes: the step-aware search gets the best single sub-networks, so it can only improve on them."""
     cfg = config or SearchConfig()
     constraint.check_achievable(genes)
     rng = np.random.default_rng(cfg.seed)
@@ -150,6 +192,8 @@ def evolutionary_search(objective, constraint: Constraint, genes: int = 1, confi
     # single-plan space it contains (with few evaluations, random per-step genomes alone did worse).
     population = [_repair(_random_genome(1, allowed, rng).repeat(genes, 0) if genes > 1 and i % 2 else
                           _random_genome(genes, allowed, rng), constraint, rng) for i in range(cfg.population)]
+    for i, seed in enumerate((seeds or [])[: cfg.population]):
+        population[i] = _repair(np.asarray(seed, np.int8), constraint, rng)
     fitness = [evaluate(g) for g in population]
     for _ in tqdm(range(cfg.generations), desc="evolutionary search", disable=not progress):
         order = np.argsort(fitness)
@@ -170,7 +214,7 @@ def evolutionary_search(objective, constraint: Constraint, genes: int = 1, confi
                         evaluations=len(records), config=asdict(cfg))
 
 
-def exhaustive_search(objective, constraint: Constraint, genes: int = 1) -> SearchResult:
+def exhaustive_search(objective, constraint, genes: int = 1) -> SearchResult:
     """Every genome of a (small) search space: the ground truth the evolutionary search is tested against."""
     constraint.check_achievable(genes)
     choices = [np.flatnonzero(constraint.allowed[j]) for j in range(constraint.allowed.shape[0])] * genes

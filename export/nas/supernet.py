@@ -1,17 +1,20 @@
-"""SNED-style weight-sharing supernet over temporal placements.
+"""SNED-style weight-sharing supernet over temporal placements and, with export.nas.elastic, sizes.
 
-`SupernetUNet` is a `VideoUNet` backbone (frozen, from a trained model) whose every slot holds every
-candidate temporal op; `set_plan` picks one per slot. A sub-network is any plan: its quality is read
-off with the shared weights (export.nas.accuracy_predictor), and `extract` turns it (or one plan per step) into
-an ordinary UNet for `mobile-sdk export`.
+`SupernetUNet` is a `VideoUNet` backbone (from a trained model) whose every slot holds every candidate
+temporal op; `set_plan` picks one per slot. A sub-network is a plan, or a (plan, SubNet) pair when the
+supernet was trained over width and depth too: `forward_subnet` runs one with the shared weights (the
+backbone sliced as the SubNet says; temporal layers stay whole, as outer channels never shrink), and
+`extract` / `extract_subnet` turn one into an ordinary UNet for `mobile-sdk export`.
 
 A supernet folder holds `supernet.json` (the base model folder, the preset config, the training
-report), `supernet.safetensors` (the candidate ops' weights only; the backbone stays in the base model),
+report; `backbone_trained` when the backbone was trained too), `supernet.safetensors` (the candidate
+ops' weights, and the backbone's when it was trained; otherwise the backbone stays in the base model),
 and `checkpoint/` while training.
 """
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -30,6 +33,9 @@ from mobile_sdk.models.temporal import make_temporal_layer
 from mobile_sdk.models.unet import _slot_key
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.plan import TEMPORAL_OPS, StepPlans, TemporalPlan, unet_slots
+
+from export.nas.elastic import SubNet, elastic_forward
+from export.nas.elastic import extract as elastic_extract
 
 SUPERNET_JSON = "supernet.json"
 SUPERNET_WEIGHTS = "supernet.safetensors"
@@ -72,6 +78,31 @@ class SupernetUNet(VideoUNet):
         else:
             self.active = TemporalPlan.from_codes(self.slots, plan)
 
+    def plain_view(self) -> tuple[UNetConfig, dict[str, torch.Tensor]]:
+        """The active plan's plain VideoUNet as (config, tensors under VideoUNet names), sharing this
+        module's tensors (no copies): what export.nas.elastic slices for a sub-network."""
+        tensors = {n: t for n, t in itertools.chain(self.named_parameters(), self.named_buffers())
+                   if not n.startswith("candidates.")}
+        for slot, op in self.active.items():
+            if op != "none":
+                layer = self.candidates[_key(slot, op)]
+                tensors.update({f"temporal.{_slot_key(slot)}.{n}": t
+                                for n, t in itertools.chain(layer.named_parameters(), layer.named_buffers())})
+        return dataclasses.replace(self.config, temporal_plan=self.active.to_dict()), tensors
+
+    def forward_subnet(self, plan: Mapping[str, str] | Sequence[int], subnet: SubNet, sample: torch.Tensor,
+                       timestep: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+        """The sub-network (plan, subnet) on the shared weights: sets the plan (as `set_plan`) and runs the
+        backbone sliced to `subnet` (export.nas.elastic.elastic_forward); gradients reach the shared weights."""
+        self.set_plan(plan)
+        return elastic_forward(self, subnet, sample, timestep, encoder_hidden_states)
+
+    def extract_subnet(self, plan: Mapping[str, str] | Sequence[int], subnet: SubNet) -> VideoUNet:
+        """An ordinary, smaller VideoUNet with copies of the shared weights of (plan, subnet)."""
+        if not isinstance(plan, Mapping):
+            plan = TemporalPlan.from_codes(self.slots, plan).to_dict()
+        return elastic_extract(self.extract([plan]), subnet)
+
     def backbone_parameters(self):
         return (p for n, p in self.named_parameters() if not n.startswith("candidates."))
 
@@ -97,10 +128,13 @@ class SupernetUNet(VideoUNet):
     # -- files ----------------------------------------------------------------------------------------
 
     def save(self, directory: str | Path, meta: dict) -> None:
+        """supernet.json from `meta`; the weights: the candidates', plus the backbone's (every tensor of
+        the module, under its own names) when meta["backbone_trained"]."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        state = self.state_dict() if meta.get("backbone_trained") else self.candidates.state_dict()
         with atomic_file(directory / SUPERNET_WEIGHTS) as tmp:
-            save_file({k: v.detach().contiguous() for k, v in self.candidates.state_dict().items()}, str(tmp))
+            save_file({k: v.detach().contiguous() for k, v in state.items()}, str(tmp))
         with atomic_file(directory / SUPERNET_JSON) as tmp:
             tmp.write_text(json.dumps(meta, indent=1) + "\n")
 
@@ -121,7 +155,7 @@ def load_supernet(directory: str | Path) -> tuple[SupernetUNet, VideoPipeline, d
     net = SupernetUNet.from_unet(pipe.unet)
     try:
         state = load_file(str(weights))
-        net.candidates.load_state_dict(state, strict=True)
+        (net if meta.get("backbone_trained") else net.candidates).load_state_dict(state, strict=True)
     except (RuntimeError, OSError, ValueError) as e:
         raise WeightsError(f"{weights}: does not match the supernet of {base_dir} ({e})") from None
     return net.eval(), pipe, meta
@@ -136,3 +170,23 @@ def supernet_pipeline(directory: str | Path, step_plans: StepPlans | None) -> Vi
     base = unet.views[0] if isinstance(unet, StepAwareUNet) else unet
     config = dataclasses.replace(pipe.config, unet=base.config)
     return VideoPipeline(config, pipe.text_encoder, unet, pipe.vae_decoder, pipe.tokenizer, pipe.trained)
+
+
+def extract_model(directory: str | Path, out: str | Path, plan: Mapping[str, str] | None = None,
+                  subnet: SubNet | None = None, resolution: tuple[int, int] | None = None) -> VideoPipeline:
+    """Write an ordinary model folder at `out`: the supernet's base model whose UNet is the sub-network
+    (plan, subnet) with copies of the shared weights, generating at `resolution` (height, width). Defaults:
+    the base model's plan, the full width and depth, the base model's size."""
+    net, pipe, meta = load_supernet(directory)
+    plan = dict(plan) if plan is not None else pipe.unet.plan.to_dict()
+    subnet = subnet or SubNet.full(net.config)
+    subnet.validate(net.config, "--subnet")
+    height, width = resolution or (pipe.config.height, pipe.config.width)
+    pipe.config.check_size(height, width, pipe.config.num_frames, "--resolution")
+    unet = net.extract_subnet(plan, subnet)
+    config = dataclasses.replace(pipe.config, unet=unet.config, height=height, width=width)
+    extracted = VideoPipeline(config, pipe.text_encoder, unet, pipe.vae_decoder, pipe.tokenizer, pipe.trained)
+    extracted.save_pretrained(out, extra={"supernet": {"folder": str(Path(directory).resolve()),
+                                                       "plan": unet.plan.to_dict(), "subnet": subnet.to_dict(),
+                                                       "space": meta.get("training", {}).get("config", {}).get("space")}})
+    return extracted

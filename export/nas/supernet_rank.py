@@ -1,8 +1,13 @@
-"""Does the supernet rank plans like plans trained on their own? (the assumption SNED rests on)
+"""Does the supernet rank sub-networks like sub-networks trained on their own? (the assumption SNED rests on)
 
-A handful of plans, spread over the cost buckets, are each trained alone (same backbone, same data,
-same loss, a fixed budget of steps) and evaluated with the same held-out protocol as the supernet.
-Reported: both losses per plan, and Kendall's tau and Spearman's rho between the two rankings.
+A handful of sub-networks, one per cost bucket, are each trained alone (same data, same loss, a fixed
+budget of steps) and evaluated with the same held-out protocol as the supernet. For a temporal supernet
+they are plans, trained alone as today's supernet trains them (their candidates on the frozen backbone).
+For a supernet trained over width and depth too (`backbone_trained`), they are (plan, SubNet) pairs of
+the whole space, each *extracted* (an ordinary smaller UNet with the supernet's weights) and fine-tuned
+whole: the "short fine-tune" an extracted sub-network gets before it ships, at the supernet's rates
+(temporal layers at `lr`, the rest at `lr` x `backbone_lr_scale`); all at the model's own size.
+Reported: both losses per sub-network, and Kendall's tau and Spearman's rho between the two rankings.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from mobile_sdk.plan import TemporalPlan
 
 from export.nas.supernet import SupernetUNet, load_supernet
 from export.nas.accuracy_predictor import SupernetEvaluator
-from export.nas.supernet_train import DynamicCostSampler, optimizer_step, rf_loss, supernet_pool, temporal_flops
+from export.nas.supernet_train import (DynamicCostSampler, SupernetTrainConfig, apply_gradients, elastic_space,
+                                       optimizer_step, rf_loss, supernet_pool, temporal_flops)
 from export.nas.model_blocks import model_blocks
 from export.train.loop import TrainLoop
 
@@ -49,6 +55,8 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
     cfg = meta["training"]["config"]
     evaluator = SupernetEvaluator.from_loaded(net, pipe, meta, supernet_dir, progress)
     blocks = model_blocks(pipe.config)
+    if meta.get("backbone_trained"):
+        return _rank_subnets(net, pipe, meta, evaluator, blocks, Path(supernet_dir), out, n_plans, steps, seed, progress)
     sampler = DynamicCostSampler(temporal_flops(blocks), n_plans, 0, seed)
     plans = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n_plans)]
     (train_pool, train_prompts), _ = supernet_pool(pipe, Path(supernet_dir), cfg["pool_clips"], meta["held_out_clips"],
@@ -80,10 +88,81 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
     alone = [r["standalone_loss"] for r in rows]
     report = {"plans": len(rows), "standalone_steps": steps, "supernet_steps": meta["training"]["steps"],
               "kendall_tau": kendall_tau(sup, alone), "spearman_rho": spearman_rho(sup, alone), "rows": rows}
+    return _write(report, out)
+
+
+def _write(report: dict, out: Path) -> dict:
     with atomic_file(out / "rank.json") as tmp:
         tmp.write_text(json.dumps(report, indent=1) + "\n")
-    _plot(rows, report, out / "rank.png")
+    _plot(report["rows"], report, out / "rank.png")
     return report
+
+
+class _Fixed:
+    """One fixed sub-network as SupernetEvaluator sees a supernet: `set_plan` has nothing to choose."""
+
+    def __init__(self, forward):
+        self.forward = forward
+
+    def eval(self) -> "_Fixed":
+        return self
+
+    def set_plan(self, codes) -> None:
+        pass
+
+    def __call__(self, *args) -> torch.Tensor:
+        return self.forward(*args)
+
+
+def _rank_subnets(net: SupernetUNet, pipe, meta: dict, evaluator: SupernetEvaluator, blocks, directory: Path, out: Path,
+                  n: int, steps: int, seed: int, progress: bool) -> dict:
+    """The whole-space rank check: shared-weight loss vs the loss of the extracted, fine-tuned sub-network."""
+    cfg = SupernetTrainConfig(**{**meta["training"]["config"], "space": tuple(meta["training"]["config"]["space"])})
+    space = elastic_space(pipe, cfg.space, blocks)
+    sampler = DynamicCostSampler(space, n, 0, seed)
+    picks = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n)]
+    (train_pool, train_prompts), _ = supernet_pool(pipe, directory, cfg.pool_clips, meta["held_out_clips"], meta["seed"],
+                                                   progress)
+    timesteps = torch.tensor(meta["timesteps"])
+
+    def loss_of(forward) -> float:
+        return SupernetEvaluator(_Fixed(forward), evaluator.hidden, evaluator.latents, evaluator.timesteps,
+                                 seed=meta["seed"]).loss(np.zeros(len(net.slots), np.int8))
+
+    rows = []
+    for k, vector in enumerate(tqdm(picks, desc="fine-tuning extracted sub-networks", disable=not progress)):
+        codes, subnet = space.decode(vector)
+        shared = loss_of(lambda x, t, h: net.forward_subnet(codes, subnet, x, t, h))
+        alone = net.extract_subnet(codes, subnet)
+        temporal = list(alone.temporal.parameters())
+        rest = [p for name, p in alone.named_parameters() if not name.startswith("temporal.")]
+        rates = {"opt": (temporal, cfg.lr), "backbone": (rest, cfg.lr * cfg.backbone_lr_scale)}
+        rates = {name: (params, lr) for name, (params, lr) in rates.items() if params}  # a plan may have no temporal layer
+        opts = {name: torch.optim.AdamW(params, lr=lr, weight_decay=0.0) for name, (params, lr) in rates.items()}
+        loop = TrainLoop(None, {"alone": alone}, opts, ("loss",), steps=steps,
+                         lr={name: (lr, cfg.lr_warmup) for name, (_, lr) in rates.items()},
+                         seed=seed * 7919 + k * 100_003, progress=False)
+
+        def step(i: int, g: torch.Generator) -> dict[str, float]:
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            loss = rf_loss(alone, train_pool, train_prompts, pipe.text_encoder, pipe.tokenizer, timesteps, cfg.batch_size, g)
+            loss.backward()
+            apply_gradients(list(opts.values()), temporal + rest)
+            return {"loss": loss.item()}
+
+        alone.train()
+        loop.run(step)
+        alone.eval()
+        rows.append({"plan": TemporalPlan.from_codes(blocks.slots, codes).to_dict(), "subnet": subnet.to_dict(),
+                     "flops": float(space.cost_of(vector)), "cost_bucket": k, "supernet_loss": shared,
+                     "standalone_loss": loss_of(alone)})
+    sup = [r["supernet_loss"] for r in rows]
+    fine = [r["standalone_loss"] for r in rows]
+    report = {"space": list(cfg.space), "subnets": len(rows), "plans": len(rows), "standalone_steps": steps,
+              "standalone": "extracted, fine-tuned whole", "supernet_steps": meta["training"]["steps"],
+              "kendall_tau": kendall_tau(sup, fine), "spearman_rho": spearman_rho(sup, fine), "rows": rows}
+    return _write(report, out)
 
 
 def _plot(rows: list[dict], report: dict, path: Path) -> None:

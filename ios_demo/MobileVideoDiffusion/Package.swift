@@ -15,6 +15,7 @@ let package = Package(
     ],
     targets: [
         .target(name: "MobileVideoDiffusion"),
-        .testTarget(name: "MobileVideoDiffusionTests", dependencies: ["MobileVideoDiffusion"]),
+        // Fixtures/: a tokenizer.json written by the Python SDK (tests/test_ios_demo.py keeps it current).
+        .testTarget(name: "MobileVideoDiffusionTests", dependencies: ["MobileVideoDiffusion"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -19,13 +19,13 @@ def shift_frames(y: torch.Tensor, offset: int, num_frames: int) -> torch.Tensor:
     n, c, h, w = y.shape
     v = y.reshape(n // num_frames, num_frames, c, h * w)
     if abs(offset) >= num_frames:
-        return y * 0
+        return y * 0.0
     # Zero frames as `slice * 0` and a cat, not F.pad: XNNPACK's runtime rejects constant padding of
     # int8 tensors (StaticConstantPad: invalid parameter), which broke int8 packages.
     if offset > 0:
-        v = torch.cat([v[:, offset:], v[:, :offset] * 0], dim=1)
+        v = torch.cat([v[:, offset:], v[:, :offset] * 0.0], dim=1)
     else:
-        v = torch.cat([v[:, offset:] * 0, v[:, :offset]], dim=1)
+        v = torch.cat([v[:, offset:] * 0.0, v[:, :offset]], dim=1)
     return v.reshape(n, c, h, w)
 
 

@@ -8,10 +8,10 @@ public enum ContractNames {
     public static let manifestFile: String = "manifest.json"
     public static let tokenizerFile: String = "tokenizer.json"
     public static let testVectorDir: String = "test_vectors"
-    public static let tokenizerTypes: [String] = ["byte", "clip_bpe"]
     public static let tokenizerByte: String = "byte"
     public static let tokenizerClipBpe: String = "clip_bpe"
     public static let tokenizerReadsVersions: [Int] = [1, 2]
+    public static let schedulerType: String = "rectified_flow_euler"
     public static let components: [String] = ["text_encoder", "unet", "vae_decoder"]
     public static let entrySingle: String = "main"
     public static let entryPerPlan: String = "plan_{index}"

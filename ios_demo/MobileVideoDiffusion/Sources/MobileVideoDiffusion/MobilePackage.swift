@@ -57,7 +57,7 @@ public final class MobilePackage {
         }
     }
 
-    private static func jsonPath(_ path: [CodingKey]) -> String {
+    static func jsonPath(_ path: [CodingKey]) -> String {
         "$" + path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
     }
 
@@ -180,8 +180,9 @@ public final class MobilePackage {
         }
     }
 
-    public func tokenizer() throws -> ByteTokenizer {
-        try ByteTokenizer(contentsOf: url(for: manifest.tokenizer.file))
+    /// The implementation tokenizer.json's type names (an unknown type is an error naming the file).
+    public func tokenizer() throws -> any Tokenizer {
+        try Tokenizers.load(contentsOf: url(for: manifest.tokenizer.file))
     }
 
     public func testVector(_ name: String) throws -> TestVector {

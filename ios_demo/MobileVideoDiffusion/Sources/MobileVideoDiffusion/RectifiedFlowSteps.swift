@@ -1,6 +1,8 @@
 /// The denoising schedule exactly as the package fixes it: the app computes nothing but
 /// `latents += dt * velocity` (rectified flow, Euler), with the function, timestep and dt per step
-/// taken from the manifest, so a distilled model's non-uniform steps need no code here.
+/// taken from the manifest, so a distilled model's non-uniform steps need no code here. An imported
+/// model's DDIM needs none either: its package has the same scheduler type (`scheduler.source` says
+/// DDIM), its steps' timesteps are tau / 1000, and its UNet functions return DDIM's update over dt.
 public struct RectifiedFlowSteps {
     public struct Entry {
         public let index: Int
@@ -16,6 +18,11 @@ public struct RectifiedFlowSteps {
 
     public init(package: MobilePackage) throws {
         let manifest = package.manifest
+        guard manifest.scheduler.type == ContractNames.schedulerType else {
+            throw PackageError(package.root.appendingPathComponent(ContractNames.manifestFile),
+                               "scheduler type \"\(manifest.scheduler.type)\" is not supported "
+                               + "(this reader implements \"\(ContractNames.schedulerType)\": latents += dt * velocity)")
+        }
         let steps = manifest.steps.sorted { $0.index < $1.index }
         guard !steps.isEmpty, steps.map(\.index) == Array(0..<steps.count) else {
             throw PackageError(package.root.appendingPathComponent(ContractNames.manifestFile),

@@ -67,7 +67,7 @@ public struct GenerationResult {
 public final class VideoPipeline: ResourceManaging {
     public let package: MobilePackage
     public let steps: RectifiedFlowSteps
-    public let tokenizer: ByteTokenizer
+    public let tokenizer: any Tokenizer
     public let configuration: PipelineConfiguration
     public let computeUnits: ComputeUnitsReport
     let textEncoder: CoreMLModelRunner
@@ -110,7 +110,7 @@ public final class VideoPipeline: ResourceManaging {
                              textEncoder: textEncoder, unets: unets, vaeDecoder: vaeDecoder)
     }
 
-    private init(package: MobilePackage, steps: RectifiedFlowSteps, tokenizer: ByteTokenizer, configuration: PipelineConfiguration,
+    private init(package: MobilePackage, steps: RectifiedFlowSteps, tokenizer: any Tokenizer, configuration: PipelineConfiguration,
                  computeUnits: ComputeUnitsReport, textEncoder: CoreMLModelRunner, unets: [String: CoreMLModelRunner],
                  vaeDecoder: CoreMLModelRunner) {
         self.package = package

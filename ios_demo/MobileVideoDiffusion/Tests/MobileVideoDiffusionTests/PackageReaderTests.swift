@@ -21,6 +21,19 @@ final class PackageReaderTests: XCTestCase {
         }
     }
 
+    /// An imported model's DDIM package has the one scheduler type (its UNet returns DDIM's update over dt);
+    /// a manifest asking for another update is refused rather than sampled wrongly.
+    func testOnlyTheEulerUpdateIsAccepted() throws {
+        var manifest = minimalManifest(version: 2, stepMethod: "main", functions: ["main"])
+        manifest["scheduler"] = ["type": ContractNames.schedulerType, "guidance_scale": 7.5, "source": ["type": "ddim"]] as [String: Any]
+        XCTAssertEqual(try RectifiedFlowSteps(package: MobilePackage(at: scratchPackage(manifest: manifest))).guidanceScale, 7.5)
+        manifest["scheduler"] = ["type": "ddim", "guidance_scale": 1.0] as [String: Any]
+        let package = try MobilePackage(at: try scratchPackage(manifest: manifest))
+        XCTAssertThrowsError(try RectifiedFlowSteps(package: package)) { error in
+            XCTAssertTrue("\(error)".contains("\"ddim\"") && "\(error)".contains(ContractNames.manifestFile), "\(error)")
+        }
+    }
+
     func testUnsupportedSchemaVersionIsRefusedNamingTheFile() throws {
         let root = try scratchPackage(manifest: minimalManifest(version: 99, stepMethod: "main", functions: ["main"]))
         XCTAssertThrowsError(try MobilePackage(at: root)) { error in

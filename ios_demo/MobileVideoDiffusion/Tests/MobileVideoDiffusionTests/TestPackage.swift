@@ -32,7 +32,7 @@ func minimalManifest(version: Int, stepMethod: String, functions: [String], file
         "schema": ContractNames.packageSchema, "schema_version": version, "sdk_version": "0.1.0",
         "model": ["name": "scratch", "preset": NSNull()], "video": ["height": 8, "width": 8, "num_frames": 2, "fps": 4],
         "latent": ["channels": 1, "height": 1, "width": 1], "tokenizer": ["file": ContractNames.tokenizerFile],
-        "scheduler": ["type": "rectified_flow_euler", "guidance_scale": 1.0],
+        "scheduler": ["type": ContractNames.schedulerType, "guidance_scale": 1.0],
         "steps": [["index": 0, "timestep": 1.0, "dt": -1.0, "unet_method": stepMethod]],
         "targets": ["coreml": ["components": ["unet": component]]], "files": files, "test_vectors": [String: Any](),
     ]

@@ -15,6 +15,18 @@ final class TestVectorTests: XCTestCase {
         XCTAssertEqual(try package.tokenizer().encode(prompt).map { Int64($0) }, recorded)
     }
 
+    /// A clip_bpe tokenizer.json records the ids of the SDK's example prompts (case, white space,
+    /// contractions, accents, CJK, emoji, numbers, the special tokens' texts, truncation); the byte
+    /// tokenizer records none.
+    func testTokenizerReproducesItsExamples() throws {
+        let package = try packageFromEnvironment()
+        let url = try package.url(for: package.manifest.tokenizer.file)
+        guard let examples = try TokenizerExamples(contentsOf: url).examples, !examples.isEmpty else {
+            throw XCTSkip("\(url.lastPathComponent) records no examples (the byte tokenizer has none)")
+        }
+        assertReproduces(try package.tokenizer(), examples)
+    }
+
     func testPortableNoiseReproducesTheNoiseVector() throws {
         let package = try packageFromEnvironment()
         guard package.manifest.schemaVersion >= 2 else {

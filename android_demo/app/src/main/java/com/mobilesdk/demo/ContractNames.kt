@@ -9,10 +9,10 @@ object ContractNames {
     const val MANIFEST_FILE: String = "manifest.json"
     const val TOKENIZER_FILE: String = "tokenizer.json"
     const val TEST_VECTOR_DIR: String = "test_vectors"
-    val TOKENIZER_TYPES: List<String> = listOf("byte", "clip_bpe")
     const val TOKENIZER_BYTE: String = "byte"
     const val TOKENIZER_CLIP_BPE: String = "clip_bpe"
     val TOKENIZER_READS_VERSIONS: List<Int> = listOf(1, 2)
+    const val SCHEDULER_TYPE: String = "rectified_flow_euler"
     val COMPONENTS: List<String> = listOf("text_encoder", "unet", "vae_decoder")
     const val ENTRY_SINGLE: String = "main"
     const val ENTRY_PER_PLAN: String = "plan_{index}"

@@ -1,0 +1,133 @@
+"""The 0.6B preset (snapgen-v-0.6b, 16 frames at 512x320) on the host: export wall time and peak memory, one
+UNet call, one decoded frame, and the 4-step video, from its ExecuTorch package (fp32; int8 when given).
+
+Long: the export alone takes many minutes on 2 cores. Reuse packages you already have:
+    BENCH_0P6B_PACKAGE=out/0p6b.mobilepkg [BENCH_0P6B_INT8_PACKAGE=out/0p6b-int8.mobilepkg] \\
+    pytest tests/benchmarks/test_bench_0p6b.py --benchmark-only --benchmark-json=out/0p6b.json
+Without BENCH_0P6B_PACKAGE the export benchmark writes one (low-memory mode, the default at this size).
+Peak memory is the largest sum of RSS over the exporting process and its workers, sampled every 0.2 s.
+"""
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobile_sdk.pipeline import VideoPipeline
+from mobile_sdk.runtime import pipeline_from_package
+
+PRESET = "snapgen-v-0.6b"
+PROMPT = "a red circle moving right"
+EXPORT: dict = {}  # the `package` fixture's export measurement, when it ran one
+
+
+def _tree_rss_bytes(pid: int) -> int:
+    """RSS of `pid` and all its descendants (workers included)."""
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            with open(f"/proc/{p}/status") as f:
+                total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+            with open(f"/proc/{p}/task/{p}/children") as f:
+                todo += [int(c) for c in f.read().split()]
+        except (OSError, StopIteration):
+            continue
+    return total
+
+
+def run_measured(cmd: list[str]) -> tuple[float, int]:
+    """(wall seconds, peak tree RSS bytes) of a command run to completion."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+
+    def sample():
+        while proc.poll() is None:
+            peak[0] = max(peak[0], _tree_rss_bytes(proc.pid))
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    _, err = proc.communicate()
+    sampler.join()
+    if proc.returncode:
+        pytest.fail(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
+    return time.perf_counter() - start, peak[0]
+
+
+@pytest.fixture(scope="module")
+def package(tmp_path_factory) -> Path:
+    given = os.environ.get("BENCH_0P6B_PACKAGE")
+    if given:
+        return Path(given)
+    path = tmp_path_factory.mktemp("0p6b") / "0p6b.mobilepkg"
+    cli = Path(sys.executable).with_name("mobile-sdk")
+    EXPORT["wall"], EXPORT["peak"] = run_measured([str(cli), "export", "--preset", PRESET, "--out", str(path)])
+    return path
+
+
+def test_export_fp32(benchmark, package):
+    """Wall time and peak memory of `mobile-sdk export --preset snapgen-v-0.6b` (ExecuTorch fp32, no --check)."""
+    if not EXPORT:
+        pytest.skip("BENCH_0P6B_PACKAGE was given: the export was not run here")
+    wall, peak = EXPORT["wall"], EXPORT["peak"]
+    unet_weights = 4 * sum(p.numel() for p in VideoPipeline.from_preset(PRESET).unet.parameters())
+    benchmark.extra_info.update({"wall(s)": round(wall, 1), "peak_rss(GB)": round(peak / 1e9, 2),
+                                 "unet_fp32_weights(GB)": round(unet_weights / 1e9, 2),
+                                 "peak_over_unet_weights": round(peak / unet_weights, 2)})
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are the export's, in extra_info
+
+
+@pytest.fixture(scope="module")
+def runtimes(package):
+    out = {"fp32": pipeline_from_package(package)}
+    if os.environ.get("BENCH_0P6B_INT8_PACKAGE"):
+        out["int8"] = pipeline_from_package(os.environ["BENCH_0P6B_INT8_PACKAGE"])
+    for r in out.values():
+        r.set_progress_bar_config(disable=True)
+    return out
+
+
+def _runtime(runtimes, mode):
+    if mode not in runtimes:
+        pytest.skip(f"no {mode} package (set BENCH_0P6B_INT8_PACKAGE)")
+    return runtimes[mode]
+
+
+def _unet_args(runtime):
+    shape = runtime.latent_shape()
+    hidden, _ = runtime.text_encoder(runtime.tokenizer(PROMPT))
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0)), torch.tensor([0.5]), hidden
+
+
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_unet_call(benchmark, runtimes, mode):
+    runtime = _runtime(runtimes, mode)
+    args = _unet_args(runtime)
+    benchmark.extra_info.update(model=PRESET, mode=mode, threads=torch.get_num_threads(), frames=args[0].shape[2])
+    out = benchmark.pedantic(runtime.unet_for_step(0), args=args, rounds=3, warmup_rounds=1)
+    assert out.shape == args[0].shape and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_decoder_frame(benchmark, runtimes, mode):
+    runtime = _runtime(runtimes, mode)
+    shape = runtime.latent_shape()
+    z = torch.randn(1, shape[1], shape[3], shape[4], generator=torch.Generator().manual_seed(0))
+    benchmark.extra_info.update(model=PRESET, mode=mode, threads=torch.get_num_threads())
+    out = benchmark.pedantic(runtime.vae_decoder, args=(z,), rounds=5, warmup_rounds=1)
+    f = runtime.config.vae.downsample_factor
+    assert out.shape[-2:] == (shape[3] * f, shape[4] * f)
+
+
+@pytest.mark.parametrize("mode", ["fp32", "int8"])
+def test_video_4_steps(benchmark, runtimes, mode):
+    runtime = _runtime(runtimes, mode)
+    benchmark.extra_info.update(model=PRESET, mode=mode, steps=4, threads=torch.get_num_threads())
+    out = benchmark.pedantic(lambda: runtime(PROMPT, generator=torch.Generator().manual_seed(0)), rounds=1)
+    assert out.frames.shape[1] == 16
