@@ -43,7 +43,7 @@ StepCallback = Callable[[int, float, torch.Tensor], "bool | None"]
 
 @dataclass
 class VideoPipelineOutput:
-    frames: np.ndarray  # uint8 [B, T, H, W, 3]
+    frames: np.ndarray | None  # uint8 [B, T, H, W, 3]; None with output_type="latent"
     latents: torch.Tensor  # final latents [B, C, T, h, w]
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -156,11 +156,15 @@ class VideoPipeline:
         callback: StepCallback | None = None,
         latents: torch.Tensor | None = None,
         guidance_scale: float | None = None,
+        output_type: str = "np",
     ) -> VideoPipelineOutput:
+        """`output_type="latent"` stops before the decoder (frames None), as diffusers' pipelines do."""
         cfg = self.config
         steps = num_inference_steps or cfg.scheduler.num_inference_steps
         num_frames, height, width = num_frames or cfg.num_frames, height or cfg.height, width or cfg.width
         cfg.check_size(height, width, num_frames)
+        if output_type not in ("np", "latent"):
+            raise ConfigError(f"output_type {output_type!r}: choose 'np' (uint8 frames) or 'latent'")
         if self.fixed_steps and steps != self.fixed_steps:
             raise ConfigError(f"this package was exported for {self.fixed_steps} denoising steps; got {steps}")
         if self.fixed_size and (num_frames, height, width) != self.fixed_size:
@@ -196,6 +200,8 @@ class VideoPipeline:
                 raise GenerationCancelled(f"generation cancelled by the callback after step {i + 1} of {steps}")
         timings["denoise_ms"] = (time.perf_counter() - start) * 1e3
 
+        if output_type == "latent":
+            return VideoPipelineOutput(frames=None, latents=latents, timings_ms=timings)
         start = time.perf_counter()
         frames = self.decode(latents)
         timings["vae_decoder_ms"] = (time.perf_counter() - start) * 1e3

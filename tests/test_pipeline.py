@@ -22,6 +22,15 @@ def test_frames_are_uint8_of_the_requested_size(tiny_pipe):
     assert set(out.timings_ms) == {"text_encoder_ms", "denoise_ms", "vae_decoder_ms"}
 
 
+def test_latent_output_stops_before_the_decoder(tiny_pipe):
+    full = tiny_pipe("a red circle", generator=torch.Generator().manual_seed(3))
+    latent = tiny_pipe("a red circle", generator=torch.Generator().manual_seed(3), output_type="latent")
+    assert latent.frames is None and "vae_decoder_ms" not in latent.timings_ms
+    torch.testing.assert_close(latent.latents, full.latents, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="output_type 'pil'"):
+        tiny_pipe("a red circle", output_type="pil")
+
+
 def test_bad_size_is_rejected(tiny_pipe):
     with pytest.raises(ConfigError, match="multiples of 16"):
         tiny_pipe("a", height=40)
