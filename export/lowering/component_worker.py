@@ -20,7 +20,7 @@ def run(job: dict) -> None:
 
     import torch
 
-    from export.lowering.executorch import lower_exported
+    from export.lowering.executorch import lower_exported, write_program
 
     if job["quantize"] == "int8":  # registers the quantize/dequantize ops an int8 program holds
         importlib.import_module("torchao.quantization.pt2e.quantize_pt2e")
@@ -30,8 +30,7 @@ def run(job: dict) -> None:
         Path(path).unlink()
     program, delegation = lower_exported(exported, log=lambda s: print(s, flush=True))
     del exported
-    with open(job["out"], "wb") as f:
-        program.write_to_file(f)  # no bytes copy of the whole program
+    write_program(program, job["out"])
     Path(job["report"]).write_text(json.dumps(delegation))
 
 

@@ -33,7 +33,7 @@ from mobile_sdk.package import (
 from mobile_sdk.pipeline import VideoPipeline
 
 from export.lowering.calibration import capture_calibration, default_prompts
-from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io
+from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io, write_program
 from export.lowering.parity import (
     FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr,
 )
@@ -60,11 +60,6 @@ def release_weights(pipe: VideoPipeline) -> None:
     for module in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
         module.to("meta")
     gc.collect()
-
-
-def _write_program(program, path: Path) -> None:
-    with open(path, "wb") as f:
-        program.write_to_file(f)  # no bytes copy of the whole program
 
 
 def _log_written(root: Path, rel: str, log: Callable[[str], None]) -> None:
@@ -244,7 +239,7 @@ def export_package(
             else:
                 log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
                 program, components[comp]["delegation"] = lower_exported(export_methods(methods, component_quant[comp]), log)
-                _write_program(program, tmp / rel)
+                write_program(program, tmp / rel)
                 del program
                 _log_written(tmp, rel, log)
 
