@@ -16,57 +16,32 @@ def cmd_export(args) -> int:
     from export.lowering.coreml import CoreMLOptions
     from export.lowering.package_writer import export_package
 
-    pipe = _apply_searched_subnet(load_pipeline(args), args.plan)
+    from export.nas.searched import apply_searched_subnets
+
+    pipe = apply_searched_subnets(load_pipeline(args), args.plan)
     out = Path(args.out)
     if out.suffix != ".mobilepkg":
         raise SDKError(f"{out}: a package path must end in .mobilepkg")
-    sizes = []
-    for text in args.coreml_size or []:
-        try:
-            f, h, w = (int(v) for v in text.lower().split("x"))
-        except ValueError:
-            raise SDKError(f"--coreml-size {text!r}: expected FRAMESxHEIGHTxWIDTH, e.g. 8x64x64") from None
-        sizes.append((f, h, w))
-    options = CoreMLOptions(deployment_target=args.coreml_target, extra_sizes=sizes)
     export_package(pipe, out, targets=tuple(dict.fromkeys(args.target or ["executorch"])), quantize=args.quantize,
-                   check=args.check, make_zip=args.zip, preset=args.preset, coreml_options=options,
-                   latency_table=_searched_table(args.plan), overwrite=args.overwrite, low_memory=args.low_memory)
+                   check=args.check, make_zip=args.zip, preset=args.preset,
+                   coreml_options=CoreMLOptions(deployment_target=args.coreml_target),
+                   sizes=_extra_sizes(args.size, pipe.config.num_frames), latency_table=_searched_table(args.plan),
+                   overwrite=args.overwrite, low_memory=args.low_memory)
     return 0
 
 
-def _apply_searched_subnet(pipe, plan_file: str | None):
-    """A plan from `search --space ...width/depth/resolution` names a sub-network and a resolution
-    (`search.steps`): the pipeline's UNet becomes that sub-network (export.nas.elastic.extract: really
-    smaller tensors) at that size. One sub-network for every step; per-step sub-networks need one UNet
-    method per sub-network in the package writer, which it does not do yet."""
-    import dataclasses
-
-    from mobile_sdk.config import read_json
-    from mobile_sdk.models.step_aware import StepAwareUNet
-    from mobile_sdk.pipeline import VideoPipeline
-
-    from export.nas.elastic import SubNet, extract
-
-    steps = (read_json(plan_file).get("search") or {}).get("steps") if plan_file else None
-    if not steps:
-        return pipe
-    distinct = {json.dumps([s["subnet"], s["resolution"]], sort_keys=True) for s in steps}
-    if len(distinct) > 1:
-        raise SDKError(f"{plan_file}: the steps use {len(distinct)} different sub-networks; exporting per-step "
-                       f"sub-networks (one UNet method each) is not supported yet: search without --step-aware, "
-                       f"or with --space temporal")
-    base = pipe.unet
-    if isinstance(base, StepAwareUNet):  # a plan file's plan(s) load as per-step views of one backbone
-        if len(base.distinct) > 1:
-            raise SDKError(f"{plan_file}: per-step temporal plans with a sub-network cannot be exported yet "
-                           f"(one UNet method per step's sub-network)")
-        base = base.views[0]
-    subnet = SubNet.from_dict(steps[0]["subnet"], f"{plan_file}: search.steps[0].subnet")
-    unet = extract(base, subnet)
-    r = steps[0]["resolution"]
-    config = dataclasses.replace(pipe.config, unet=unet.config, height=r["height"], width=r["width"])
-    config.check_size(config.height, config.width, config.num_frames, f"{plan_file}: search.steps[0].resolution")
-    return VideoPipeline(config, pipe.text_encoder, unet, pipe.vae_decoder, pipe.tokenizer, pipe.trained)
+def _extra_sizes(texts: list[str] | None, frames: int) -> list[tuple[int, int, int]]:
+    """`--size HEIGHTxWIDTH` (the model's frame count) or `--size FRAMESxHEIGHTxWIDTH`, repeatable."""
+    sizes = []
+    for text in texts or []:
+        try:
+            parts = tuple(int(v) for v in text.lower().split("x"))
+        except ValueError:
+            parts = ()
+        if len(parts) not in (2, 3):
+            raise SDKError(f"--size {text!r}: expected HEIGHTxWIDTH or FRAMESxHEIGHTxWIDTH in pixels, e.g. 64x64 or 8x64x64")
+        sizes.append((frames, *parts) if len(parts) == 2 else parts)
+    return sizes
 
 
 def _searched_table(plan_file: str | None) -> dict | None:
@@ -86,14 +61,23 @@ def cmd_train(args) -> int:
     from export.train.teacher import TeacherTrainConfig
     from export.train.vae import VAETrainConfig
 
-    stages = list(STAGES) if args.stage == "all" else [args.stage]
+    if args.model and (args.plan or args.preset):
+        raise SDKError("train --model trains the model folder's own plan and size: drop --preset/--plan "
+                       "(choose the plan when importing: mobile-sdk import --plan)")
+    # A model folder brings its VAE; the quality check scores the synthetic data's prompts only.
+    all_stages = [s for s in STAGES if not (s == "vae" and args.model) and not (s == "evaluate" and args.data)]
+    stages = all_stages if args.stage == "all" else [args.stage]
+    trainable = args.trainable or ("temporal" if args.model else "all")
     vae = VAETrainConfig(**{k: v for k, v in {"steps": args.vae_steps}.items() if v})
+    if args.data and "vae" in stages:
+        raise SDKError("--data trains the teacher and the distillation; the VAE stage trains on the synthetic data")
     teacher = TeacherTrainConfig(**{k: v for k, v in {"steps": args.teacher_steps, "batch_size": args.batch_size,
-                                                        "fsdp": args.fsdp}.items() if v})
-    distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps}.items() if v})
-    config = preset_with_plan(args.preset, args.plan, "training takes one plan (step-aware plans are chosen after training)")
+                                                        "fsdp": args.fsdp, "trainable": trainable, "data": args.data}.items() if v})
+    distill = DistillConfig(**{k: v for k, v in {"steps": args.distill_steps, "data": args.data}.items() if v})
+    config = None if args.model else preset_with_plan(
+        args.preset or "small", args.plan, "training takes one plan (step-aware plans are chosen after training)")
     with session(args.dist_timeout):  # a process group when torchrun launched us, else nothing
-        run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship)
+        run_training(config, args.out, stages, vae, teacher, distill, ship_to=args.ship, start_from=args.model)
     return 0
 
 
@@ -122,6 +106,8 @@ def cmd_search(args) -> int:
     table = load_table(args.table)
     if axes != ("temporal",):
         return _search_space(args, axes, table)
+    if args.objective == "rollout":
+        raise SDKError("--objective rollout: only with --space width, depth or resolution")
     if args.supernet:
         from export.nas.accuracy_predictor import SupernetEvaluator
 
@@ -159,7 +145,7 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
     the shared-weight loss (`elastic_forward`) of the supernet, or of the model itself without one."""
     import numpy as np
 
-    from export.nas.accuracy_predictor import ElasticEvaluator
+    from export.nas.accuracy_predictor import ElasticEvaluator, RolloutEvaluator
     from export.nas.efficiency_predictor import ElasticPredictor
     from export.nas.genome import GenomeSpace, parse_resolution
     from export.nas.model_blocks import elastic_blocks
@@ -168,10 +154,12 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
 
     if args.supernet:
         from export.nas.supernet import load_supernet
+        from export.nas.supernet_train import trained_base_weight
 
         net, pipe, meta = load_supernet(args.supernet)
         cache, held_out, seed, timesteps = Path(args.supernet), meta["held_out_clips"], meta["seed"], meta["timesteps"]
         label = "supernet validation loss (shared weights, elastic)"
+        base_weight = trained_base_weight(meta)
     else:
         from mobile_sdk.pipeline import VideoPipeline
         from mobile_sdk.weights import default_model_dir
@@ -180,6 +168,7 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
         net, held_out, seed, timesteps = pipe.unet, 16, 0, list(pipe.scheduler.timesteps)
         cache = Path(args.out).with_name(Path(args.out).stem + ".held_out")
         label = "model validation loss (its own weights sliced, no elastic training)"
+        base_weight = 0.0
     if args.preset and pipe.config.name != args.preset:
         raise SDKError(f"--preset {args.preset} does not match the model ({pipe.config.name})")
     config = _config_for_table(pipe.config, table, args.table)
@@ -197,7 +186,13 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
     space = GenomeSpace(config.unet, blocks.resolutions, axes)
     predictor = ElasticPredictor(table, blocks, space, args.table)
     constraint = ElasticConstraint(predictor, args.budget_ms, args.memory_mb * 2**20 if args.memory_mb else None)
-    objective = ElasticEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps, label)
+    if (args.objective or "rollout") == "rollout":
+        objective = RolloutEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps,
+                                                label.replace("validation loss", "4-step rollout error vs the base model"),
+                                                step_sizes=pipe.scheduler.step_sizes)
+    else:
+        objective = ElasticEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps, label,
+                                               base_weight=base_weight)
     print(f"latency table: {table.describe()}")
     print(f"space: {', '.join(axes)} ({space.genes} genes per step; resolutions "
           f"{', '.join(f'{h}x{w}' for h, w in space.resolutions if 'resolution' in axes or (h, w) == space.resolutions[0])})")
@@ -279,6 +274,20 @@ def cmd_supernet_rank(args) -> int:
     return 0
 
 
+def cmd_supernet_evaluate(args) -> int:
+    from export.nas.schedule_eval import evaluate_schedules, format_table
+
+    for plan in args.plan or []:
+        if not Path(plan).is_file():
+            raise SDKError(f"{plan}: no such search result")
+    out = Path(args.out or Path(args.supernet) / "schedules")
+    report = evaluate_schedules(args.supernet, [None, *(args.plan or [])], out, args.finetune_steps, args.rounds,
+                                args.seed)
+    print(format_table(report))
+    print(f"wrote {out / 'report.md'} and {out / 'report.json'}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """export, import, train, search, supernet."""
     e = sub.add_parser("export", help="lower a model to a package (.mobilepkg) for the apps")
@@ -290,8 +299,9 @@ def add_parsers(sub) -> None:
                         "one of each with a comma, e.g. int8,palettize6")
     e.add_argument("--coreml-target", choices=["iOS17", "iOS18"],
                    help="minimum deployment target (default: iOS17, or iOS18 when multifunction models are needed)")
-    e.add_argument("--coreml-size", action="append", metavar="FxHxW",
-                   help="extra frames x height x width the Core ML models accept (as extra functions); repeatable")
+    e.add_argument("--size", "--coreml-size", action="append", dest="size", metavar="[Fx]HxW",
+                   help="a size the package serves besides the model's own (frames default to the model's): a UNet "
+                        "method per plan and a decoder method at it, in every target; repeatable")
     e.add_argument("--check", action="store_true", help="parity gate: PSNR of every component and the 4-step pipeline")
     e.add_argument("--zip", action="store_true", help="also write PKG.zip")
     e.add_argument("--out", required=True, help="NAME.mobilepkg")
@@ -305,10 +315,19 @@ def add_parsers(sub) -> None:
 
     add_import_parser(sub)
 
-    t = sub.add_parser("train", help="train the demo model on synthetic data (VAE, teacher, 4-step distillation)")
+    t = sub.add_parser("train", help="train a preset from scratch (VAE, teacher, 4-step distillation) or a model folder's "
+                                      "temporal layers, on synthetic data")
     t.add_argument("stage", choices=["all", "vae", "teacher", "distill", "evaluate"])
-    t.add_argument("--preset", default="small")
+    t.add_argument("--preset", help="model preset trained from scratch (default: small)")
     t.add_argument("--plan", metavar="FILE", help="temporal plan to train instead of the preset's")
+    t.add_argument("--model", metavar="DIR",
+                   help="start from this model folder (e.g. from mobile-sdk import) on its own objective and size; "
+                        "no VAE stage")
+    t.add_argument("--trainable", choices=["all", "temporal"],
+                   help="teacher stage: what learns (default: temporal with --model, as SnapGen-V trains an image "
+                        "model's new temporal layers; all for a preset)")
+    t.add_argument("--data", metavar="CLIPS.jsonl",
+                   help='your own captioned clips, one {"video": PATH, "caption": TEXT} a line (default: the synthetic data)')
     t.add_argument("--out", default="runs/small", help="run folder (stages resume from their checkpoints)")
     t.add_argument("--vae-steps", type=cli_types.count)
     t.add_argument("--teacher-steps", type=cli_types.count)
@@ -335,6 +354,10 @@ def add_parsers(sub) -> None:
     s.add_argument("--model", metavar="DIR",
                    help="without --supernet, for width/depth/resolution: the model whose sliced weights rank "
                         "sub-networks (default: the shipped demo model)")
+    s.add_argument("--objective", choices=["rollout", "step-loss"],
+                   help="with width/depth/resolution: rank by the error of the whole few-step rollout against the "
+                        "base model's (rollout, the default) or by the held-out loss of each step on noised data "
+                        "(step-loss, the temporal search's only objective)")
     s.add_argument("--population", type=cli_types.count, default=32)
     s.add_argument("--generations", type=cli_types.count, default=20)
     s.add_argument("--seed", type=cli_types.seed, default=0)
@@ -376,6 +399,17 @@ def add_parsers(sub) -> None:
     r.add_argument("--seed", type=cli_types.seed, default=0)
     r.add_argument("--out")
     r.set_defaults(func=cmd_supernet_rank)
+    v = ns.add_parser("evaluate", help="the full model against searched schedules: each extracted, fine-tuned the "
+                                       "same, exported and measured (latency, UNet GFLOPs, quality on 60 prompts)")
+    v.add_argument("--supernet", required=True)
+    v.add_argument("--plan", action="append", metavar="PLAN.json",
+                   help="a search result (mobile-sdk search --space ...); repeatable; the full model is always the first row")
+    v.add_argument("--finetune-steps", type=cli_types.nonneg_count, default=100,
+                   help="steps of the short fine-tune every sub-network gets (default 100)")
+    v.add_argument("--rounds", type=cli_types.count, default=5, help="interleaved latency rounds (default 5)")
+    v.add_argument("--seed", type=cli_types.seed, default=0)
+    v.add_argument("--out", help="report folder (default: SUPERNET/schedules)")
+    v.set_defaults(func=cmd_supernet_evaluate)
 
 
 def _distributed_args(p) -> None:

@@ -35,7 +35,8 @@ def cmd_generate(args) -> int:
             from .package import open_package
             from .runtime import pipeline_from_package
 
-            pipe = pipeline_from_package(stack.enter_context(open_package(args.package)))
+            pipe = pipeline_from_package(stack.enter_context(open_package(args.package)), num_frames=args.frames,
+                                         height=args.height, width=args.width)
         else:
             pipe = load_pipeline(args)
         dropped = pipe.tokenizer.dropped_bytes(args.prompt)
@@ -93,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_args(g)
     g.add_argument("--package", metavar="PKG", help="run an exported package (.mobilepkg or .zip) with ExecuTorch on this host")
     g.add_argument("--frames", type=cli_types.count, help="number of frames (default: the model's)")
-    g.add_argument("--height", type=cli_types.count)
+    g.add_argument("--height", type=cli_types.count,
+                   help="pixels (default: the model's); with --package, one of the package's sizes (inspect lists them)")
     g.add_argument("--width", type=cli_types.count)
     g.add_argument("--steps", type=cli_types.count, help="denoising steps (default: the model's, 4)")
     g.add_argument("--fps", type=cli_types.count)

@@ -4,15 +4,17 @@ checksummed and every path kept inside the package.
 
 A package is a folder `NAME.mobilepkg/` (or a .zip of it):
 
-    manifest.json                    schema_version 2 (1 is still read)
+    manifest.json                    schema_version 3 (1 and 2 are still read)
     tokenizer.json                   what an app needs to tokenize prompts itself
-    executorch/<component>.pte       text_encoder, unet (one method per distinct temporal plan), vae_decoder
+    executorch/<component>.pte       text_encoder, unet (one method per distinct plan or sub-network of the steps,
+                                     at each size), vae_decoder (one method per size)
     coreml/<component>.mlpackage     the same components for Core ML (when that target is exported)
     test_vectors/<name>.bin          raw little-endian tensors with shapes and dtypes in the manifest
 
-Apps run: ids = tokenize(prompt); hidden = text_encoder(ids); x = portable noise for the seed; for each
-step s: v = unet[s.unet_method](x, s.timestep, hidden); x = x + s.dt * v; then rgb = vae_decoder(frame)
-for each frame, x255. The writer is export.lowering.package_writer; this module only reads and verifies.
+Apps run, at one of the manifest's sizes (the first, which is the top-level video/latent/steps, by
+default): ids = tokenize(prompt); hidden = text_encoder(ids); x = portable noise for the seed; for each
+step s of the size: v = unet[s.unet_method](x, s.timestep, hidden); x = x + s.dt * v; then
+rgb = vae_decoder[size.vae_decoder_method](frame) for each frame, x255. The writer is export.lowering.package_writer; this module only reads and verifies.
 """
 from __future__ import annotations
 
@@ -66,6 +68,16 @@ def sized_entry_name(name: str, size: tuple[int, int, int]) -> str:
     return name + _NAMES["entry_names"]["size_suffix"].format(frames=f, height=h, width=w)
 
 
+def size_key(size: dict) -> tuple[int, int, int]:
+    """(frames, height, width) of one of a manifest's sizes."""
+    v = size["video"]
+    return v["num_frames"], v["height"], v["width"]
+
+
+def format_size(size: tuple[int, int, int]) -> str:
+    return "x".join(map(str, size))
+
+
 def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -115,6 +127,25 @@ class Package:
         if len(declared) != 1:
             raise PackageError(f"{self.root / MANIFEST}: {target} {component} declares {len(declared)} entries, expected one")
         return next(iter(declared))
+
+    def sizes(self) -> list[dict]:
+        """Every size the package generates at, the default first: {video, latent, steps, vae_decoder_method}
+        (a version 1 or 2 package has one: its top level's, with its only ExecuTorch decoder method)."""
+        m = self.manifest
+        if "sizes" in m:
+            return m["sizes"]
+        return [{"video": m["video"], "latent": m["latent"], "steps": m["steps"],
+                 "vae_decoder_method": self.single_method("executorch", "vae_decoder")}]
+
+    def size(self, num_frames: int | None = None, height: int | None = None, width: int | None = None) -> dict:
+        """The size of these frames, height and width (those not given: the default size's)."""
+        sizes = self.sizes()
+        want = tuple(v or d for v, d in zip((num_frames, height, width), size_key(sizes[0])))
+        for s in sizes:
+            if size_key(s) == want:
+                return s
+        raise PackageError(f"{self.root}: no size {format_size(want)} (frames x height x width) in this package; "
+                           f"it was exported for {', '.join(format_size(size_key(s)) for s in sizes)}")
 
     def path(self, relative: str) -> Path:
         return self.root / relative
@@ -245,6 +276,8 @@ def load_manifest(root: Path) -> dict:
     for rel in listed:
         if not _inside(root, rel):
             raise PackageError(f"{path}: $.files names {rel!r}, which resolves outside the package")
+    if "sizes" in manifest and any(manifest["sizes"][0][k] != manifest[k] for k in ("video", "latent", "steps")):
+        raise PackageError(f"{path}: $.sizes[0] must be the default size: the top-level video, latent and steps")
     itemsize = _NAMES["dtypes"]
     for name, vec in manifest["test_vectors"].items():
         for side in ("inputs", "outputs"):

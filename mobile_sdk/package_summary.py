@@ -1,7 +1,7 @@
 """What a package holds: components per target, sizes, plans per step, parity and delegation."""
 from __future__ import annotations
 
-from .package import Package
+from .package import Package, format_size, size_key
 
 
 def package_summary(pkg: Package) -> dict:
@@ -28,7 +28,9 @@ def package_summary(pkg: Package) -> dict:
         "model": {k: m["model"][k] for k in ("name", "preset", "description", "trained")},
         "video": m["video"],
         "steps": m["steps"],
+        "sizes": [format_size(size_key(s)) for s in m.get("sizes") or [{"video": m["video"]}]],
         "temporal_plans": {k: _counts(v) for k, v in m["temporal_plans"].items()},
+        "unet_methods": m.get("unet_methods", {}),
         "targets": targets,
         "latency_table": m.get("latency_table"),
         "test_vectors": sorted(m["test_vectors"]),
@@ -52,8 +54,14 @@ def format_package_summary(s: dict) -> str:
         f"video {v['width']}x{v['height']}, {v['num_frames']} frames at {v['fps']} fps",
         "steps: " + ", ".join(f"t={st['timestep']:.3g} dt={st['dt']:.3g} -> {st['unet_method']}" for st in s["steps"]),
     ]
+    lines.append(f"sizes (frames x height x width): {s['sizes'][0]} (default)" + "".join(f", {z}" for z in s["sizes"][1:]))
     for name, counts in s["temporal_plans"].items():
         lines.append(f"plan {name}: " + ", ".join(f"{op} x{n}" for op, n in sorted(counts.items())))
+    for name, u in s["unet_methods"].items():
+        n = u["subnet"]
+        lines.append(f"unet {name}: plan {u['temporal_plan']}, widths {n['widths']}, up blocks {n['up_blocks']}, "
+                     f"transformer depths {n['transformer_depths']}, mid block {n['mid_block']}, "
+                     f"{u['flops_per_call'] / 1e6:.1f} MFLOPs per call")
     for target, t in s["targets"].items():
         lines.append(f"target {target}:")
         for name, c in t["components"].items():

@@ -71,7 +71,7 @@ class VideoPipeline:
             torch.manual_seed(seed)
             unet = VideoUNet(config.unet, plan=step_plans.specs[0] if step_plans else None).eval()
             if step_plans and step_plans.step_aware:
-                unet = StepAwareUNet(unet, step_plans.per_step(config.scheduler.num_inference_steps)).eval()
+                unet = StepAwareUNet.from_plans(unet, step_plans.per_step(config.scheduler.num_inference_steps)).eval()
             text_encoder = TextEncoder(config.text_encoder).eval()
             vae = AutoencoderKL(config.vae).eval()
         base = unet.views[0] if isinstance(unet, StepAwareUNet) else unet
@@ -86,7 +86,7 @@ class VideoPipeline:
         """The same weights with one plan per step (one plan is used for every step). Slots given an op
         the model has no weights for get fresh identity layers, listed in `unet.untrained_layers`."""
         specs = StepPlans.of(plans).per_step(self.config.scheduler.num_inference_steps)
-        unet = StepAwareUNet(self.unet, specs).eval()
+        unet = StepAwareUNet.from_plans(self.unet, specs).eval()
         return VideoPipeline(self.config, self.text_encoder, unet, self.vae_decoder, self.tokenizer, self.trained)
 
     @classmethod

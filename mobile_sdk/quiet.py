@@ -4,6 +4,7 @@ shows them. Library users get the libraries' own behaviour unless they call `qui
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
 import sys
@@ -23,22 +24,30 @@ def quiet_third_party() -> None:
     _quiet_native = True
 
 
+def is_quiet() -> bool:
+    """Whether quiet_third_party() is in force (worker processes are told, to quiet themselves too)."""
+    return _quiet_native
+
+
 @contextlib.contextmanager
 def native_stderr_quiet():
-    """Around calls into native code: what it writes to stderr is held back, and shown only if the call fails."""
+    """Around calls into native code and chatty converters: what they write to stderr (the file
+    descriptor, and Python's sys.stderr wherever it points) is held back, and shown only if the call fails."""
     if not _quiet_native:
         yield
         return
     sys.stderr.flush()
     saved = os.dup(2)
+    python_held = io.StringIO()
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
-            yield
+            with contextlib.redirect_stderr(python_held):
+                yield
         except BaseException:
             os.dup2(saved, 2)
             held.seek(0)
-            sys.stderr.write(held.read().decode(errors="replace"))
+            sys.stderr.write(held.read().decode(errors="replace") + python_held.getvalue())
             raise
         finally:
             os.dup2(saved, 2)

@@ -5,6 +5,7 @@ Programs are exported for batch 1; batched calls are split and re-joined here.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
@@ -117,34 +118,45 @@ class ETDecoder:
         return rgb[:n]
 
 
-def pipeline_from_package(package: Package | str | Path, target: str = "executorch") -> VideoPipeline:
-    """A VideoPipeline whose components are the package's programs for `target`."""
+def pipeline_from_package(package: Package | str | Path, target: str = "executorch", *, num_frames: int | None = None,
+                          height: int | None = None, width: int | None = None) -> VideoPipeline:
+    """A VideoPipeline whose components are the package's programs for `target`, at the package's size of
+    these frames, height and width (those not given: the default size's; Package.size)."""
     pkg = package if isinstance(package, Package) else open_package(package)
     if target != "executorch":
         raise SDKError(f"target {target!r} cannot run on this host; the host runtime runs 'executorch' packages")
     if target not in pkg.manifest["targets"]:
         raise PackageError(f"{pkg.root / MANIFEST}: the package has no {target!r} target (it has: {', '.join(pkg.targets)})")
     m = pkg.manifest
+    size = pkg.size(num_frames, height, width)
+    video, steps = size["video"], size["steps"]
     config = model_config_from_dict(m["model"]["config"], f"{pkg.root / MANIFEST}: model.config")
-    steps = m["steps"]
-    config.scheduler = SchedulerConfig(num_inference_steps=len(steps), timesteps=tuple(s["timestep"] for s in steps))
-    config.guidance_scale = m["scheduler"].get("guidance_scale", 1.0)
-    missing = sorted({s["unet_method"] for s in steps} - set(pkg.component(target, "unet")["methods"]))
-    if missing:
-        raise PackageError(f"{pkg.root / MANIFEST}: $.steps name UNet method(s) {', '.join(missing)} that "
-                           f"{pkg.component(target, 'unet')['file']} does not declare")
+    config = dataclasses.replace(config, num_frames=video["num_frames"], height=video["height"], width=video["width"],
+                                 guidance_scale=m["scheduler"].get("guidance_scale", 1.0),
+                                 scheduler=SchedulerConfig(num_inference_steps=len(steps),
+                                                           timesteps=tuple(s["timestep"] for s in steps)))
+    _check_declared(pkg, target, "unet", {s["unet_method"] for s in steps})
+    _check_declared(pkg, target, "vae_decoder", {size["vae_decoder_method"]})
     programs = {c: ExecuTorchProgram(pkg.path(pkg.component(target, c)["file"])) for c in COMPONENTS}
-    methods = {c: pkg.single_method(target, c) for c in ("text_encoder", "vae_decoder")}
-    decoder_input = pkg.component(target, "vae_decoder")["methods"][methods["vae_decoder"]]["inputs"][0]
+    text_method = pkg.single_method(target, "text_encoder")
+    decoder_input = pkg.component(target, "vae_decoder")["methods"][size["vae_decoder_method"]]["inputs"][0]
     pipe = VideoPipeline(
         config,
-        ETTextEncoder(programs["text_encoder"], methods["text_encoder"]),
+        ETTextEncoder(programs["text_encoder"], text_method),
         ETUNet(programs["unet"], [s["unet_method"] for s in steps]),
-        ETDecoder(programs["vae_decoder"], methods["vae_decoder"], decoder_input["shape"][0]),
+        ETDecoder(programs["vae_decoder"], size["vae_decoder_method"], decoder_input["shape"][0]),
         tokenizer_from_dict(pkg.tokenizer_spec()),
         trained=m["model"].get("trained", True),
     )
-    pipe.fixed_size = (m["video"]["num_frames"], m["video"]["height"], m["video"]["width"])
+    pipe.fixed_size = (config.num_frames, config.height, config.width)
     pipe.fixed_steps = len(steps)
     pipe.package = pkg  # keep the (possibly extracted) package alive as long as the pipeline
     return pipe
+
+
+def _check_declared(pkg: Package, target: str, component: str, methods: set[str]) -> None:
+    component_spec = pkg.component(target, component)
+    missing = sorted(methods - set(component_spec["methods"]))
+    if missing:
+        raise PackageError(f"{pkg.root / MANIFEST}: the size's steps or decoder name {component} method(s) "
+                           f"{', '.join(missing)} that {component_spec['file']} does not declare")

@@ -77,13 +77,25 @@ class RectifiedFlowScheduler:
     @staticmethod
     def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t for training; t has shape [B] and broadcasts over the other dims."""
-        t = t.reshape(-1, *([1] * (x0.dim() - 1)))
+        t = _per_sample(t, x0)
         return (1.0 - t) * x0 + t * noise
 
     @staticmethod
     def velocity(x0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         """The training target."""
         return noise - x0
+
+    # ---- training: what the model's output means (trainers call these, whatever the schedule) ----
+    def sample_training_t(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n training times, as the UNet sees them."""
+        return torch.rand(n, generator=generator)
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.velocity(x0, noise)
+
+    def predict_x0(self, xt: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The clean latents implied by the model's output `out` at x_t."""
+        return xt - _per_sample(t, xt) * out
 
     def velocity_model(self, unet):
         """What the pipeline calls for the velocity: the UNet itself (it predicts the velocity)."""
@@ -106,6 +118,7 @@ class DDIMScheduler(RectifiedFlowScheduler):
         if taus[-1] <= 0 or taus[0] > 1000:
             raise ConfigError(f"DDIM timesteps {taus[0]}..{taus[-1]} must lie in 1..1000 (the UNet input is tau / 1000)")
         alphas = alphas_cumprod(cfg)
+        self.train_alphas = torch.from_numpy(alphas)  # by DDPM timestep, for training
         final = 1.0 if cfg.set_alpha_to_one else alphas[0]
         ratio = cfg.num_train_timesteps // num_inference_steps
         self.sigmas = [tau / 1000.0 for tau in taus] + [0.0]
@@ -122,6 +135,30 @@ class DDIMScheduler(RectifiedFlowScheduler):
             dt = self.sigmas[i + 1] - self.sigmas[i]
             coefficients.append(((scale_x - 1.0) / dt, scale_out / dt))
         self.coefficients = torch.tensor(coefficients, dtype=torch.float32)
+
+    # ---- training on the DDPM schedule: t = tau / 1000, as the UNet's input (tau = 0 .. N - 1) ----
+    def _alpha(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        tau = (t.to(torch.float64) * 1000.0).round().long().clamp(0, len(self.train_alphas) - 1)
+        return _per_sample(self.train_alphas[tau.cpu()].to(like.device, like.dtype), like)
+
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self._alpha(t, x0)
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def sample_training_t(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.randint(self.config.num_train_timesteps, (n,), generator=generator).float() / 1000.0
+
+    def training_target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        if self.config.prediction_type == "epsilon":
+            return noise
+        a = self._alpha(t, x0)
+        return a.sqrt() * noise - (1 - a).sqrt() * x0
+
+    def predict_x0(self, xt: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = self._alpha(t, xt)
+        if self.config.prediction_type == "epsilon":
+            return (xt - (1 - a).sqrt() * out) / a.sqrt()
+        return a.sqrt() * xt - (1 - a).sqrt() * out
 
     def velocity_model(self, unet) -> nn.Module:
         return DDIMVelocity(unet, torch.tensor(self.timesteps, dtype=torch.float32), self.coefficients)
@@ -153,6 +190,11 @@ class DDIMVelocity(nn.Module):
         out = self.unet(sample, timestep, encoder_hidden_states)
         b = sample.shape[0]
         return c[:, 0].reshape(b, 1, 1, 1, 1) * sample + c[:, 1].reshape(b, 1, 1, 1, 1) * out
+
+
+def _per_sample(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """[B] -> [B, 1, ...] broadcasting over `like`'s other dims."""
+    return t.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def alphas_cumprod(cfg: SchedulerConfig) -> np.ndarray:

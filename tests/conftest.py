@@ -30,33 +30,53 @@ def randomize_temporal(unet, seed: int = 0) -> None:
 
 
 STEP_PLANS = [{"*": "attn1d", "mid.attn0": "attn3d"}] * 2 + [{"down0.*": "conv3d", "up0.*": "conv1d"}] * 2
+EXTRA_SIZE = (4, 16, 32)  # frames, height, width: the step-aware package's second size (not square, on purpose)
+
+
+def searched_plan(path, subnets, resolution=(32, 32)) -> str:
+    """A plan file as `mobile-sdk search --space width,depth,resolution --step-aware` writes it: one
+    sub-network per step, one resolution (what `export --plan` reads)."""
+    import json
+
+    steps = [{"plan": {}, "subnet": s.to_dict(), "resolution": {"height": resolution[0], "width": resolution[1]}}
+             for s in subnets]
+    path.write_text(json.dumps({"slots": {}, "search": {"steps": steps}}))
+    return str(path)
 
 
 @pytest.fixture(scope="session")
 def step_aware_package(tmp_path_factory):
-    """One ExecuTorch export shared by the session: a step-aware tiny model (two distinct plans -> two
-    methods), parity-checked, with its zip. Exported the low-memory way (a worker process per component,
-    the pipeline's weights released), so that path is what the engine, contract and replay tests read;
-    the returned pipeline is a fresh copy of the same weights."""
+    """One ExecuTorch export shared by the session: a step-aware tiny model whose first two steps run one plan
+    on the full network and the last two another plan on the smallest sub-network (as `export --plan` applies
+    a step-aware search: two methods, plan_0 and plan_1), at the model's size and EXTRA_SIZE (two more UNet
+    methods and a second decoder method), parity-checked, with its zip. Exported the low-memory way (a worker
+    process per component, the pipeline's weights released), so that path is what the engine, contract and
+    replay tests read; the returned pipeline is a fresh copy of the same weights."""
+    from export.nas.searched import apply_searched_subnets
     from export.lowering.package_writer import export_package
+    from export.nas.elastic import SubNet
+
+    root = tmp_path_factory.mktemp("pkg")
+    cfg = load_preset("tiny").unet
+    plan_file = searched_plan(root / "search.json", [SubNet.full(cfg)] * 2 + [SubNet.smallest(cfg)] * 2)
 
     def make():
         pipe = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
         for view in pipe.unet.views:
             randomize_temporal(view, seed=1)
+        pipe = apply_searched_subnets(pipe, plan_file)
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    path = tmp_path_factory.mktemp("pkg") / "tiny.mobilepkg"
+    path = root / "tiny.mobilepkg"
     manifest = export_package(make(), path, check=True, make_zip=True, preset="tiny", low_memory=True,
-                              log=lambda s: None)
+                              sizes=[EXTRA_SIZE], log=lambda s: None)
     return make(), path, manifest
 
 
 @pytest.fixture(scope="session")
 def coreml_packages(tmp_path_factory):
     """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size."""
-    from export.lowering.coreml import CoreMLOptions
     from export.lowering.package_writer import export_package
 
     root = tmp_path_factory.mktemp("coreml")
@@ -64,8 +84,7 @@ def coreml_packages(tmp_path_factory):
     step_aware = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
     quiet = dict(log=lambda s: None, preset="tiny", targets=("coreml",))
     m1 = export_package(single, root / "fp16.mobilepkg", **quiet)
-    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6",
-                        coreml_options=CoreMLOptions(extra_sizes=[(8, 32, 32)]), **quiet)
+    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6", sizes=[(8, 32, 32)], **quiet)
     return (single, root / "fp16.mobilepkg", m1), (step_aware, root / "pal6.mobilepkg", m2)
 
 

@@ -56,16 +56,16 @@ def run_cli(cli: Path, *args: str, check: bool = True, env: dict | None = None, 
     return proc.returncode, summary, proc.stderr
 
 
-def python_frames(package: Path, prompt: str, seed: int) -> np.ndarray:
-    """The Python runtime's frames for the same prompt and portable-noise seed (uint8 [T, H, W, 3])."""
+def python_frames(package: Path, prompt: str, seed: int, size: tuple[int, int, int] | None = None) -> np.ndarray:
+    """The Python runtime's frames for the same prompt and portable-noise seed (uint8 [T, H, W, 3]), at one of
+    the package's sizes (frames, height, width; default: its first)."""
     from mobile_sdk.noise import portable_normal
     from mobile_sdk.runtime import pipeline_from_package
 
-    pipe = pipeline_from_package(package)
+    frames, height, width = size or (None, None, None)
+    pipe = pipeline_from_package(package, num_frames=frames, height=height, width=width)
     pipe.set_progress_bar_config(disable=True)
-    m = pipe.package.manifest
-    shape = (1, m["latent"]["channels"], m["video"]["num_frames"], m["latent"]["height"], m["latent"]["width"])
-    return pipe(prompt, latents=torch.from_numpy(portable_normal(seed, shape))).frames[0]
+    return pipe(prompt, latents=torch.from_numpy(portable_normal(seed, pipe.latent_shape()))).frames[0]
 
 
 def psnr_u8(reference: np.ndarray, test: np.ndarray) -> float:

@@ -27,7 +27,7 @@ BENCHMARK_SCHEMA = json.loads((REPO / "mobile_sdk/contract/schemas/pipeline-benc
 
 # The JNI interface the C++ bridge (android_demo/app/src/main/cpp) implements: name -> (parameter types, return type).
 EXPECTED_EXTERNALS = {
-    "open": (["String", "Boolean", "Int"], "Long"),
+    "open": (["String", "Boolean", "Int", "Int", "Int", "Int"], "Long"),
     "close": (["Long"], "Unit"),
     "videoInfo": (["Long"], "String"),
     "generate": (["Long", "String", "Long", "ProgressListener?"], "ByteArray"),

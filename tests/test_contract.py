@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -16,6 +17,7 @@ from mobile_sdk.errors import SDKError
 from mobile_sdk.package import COMPONENTS, entry_names, load_manifest, open_package, sized_entry_name
 from mobile_sdk.plan import StepPlans, TemporalPlan, load_plan_file
 from profiling.ingest import ingest_results
+from tests.engine_fixtures import engine_cli  # noqa: F401 - fixture
 
 DATA = Path(__file__).parent / "data"
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
@@ -53,11 +55,42 @@ def test_errors_name_the_file_and_json_path(tmp_path):
         load_plan_file(path)
 
 
+def _one_size(manifest: dict, version: int) -> dict:
+    """The manifest as a version 1 or 2 writer gave it: one size (no sizes, no unet_methods, no sized entries)."""
+    old = copy.deepcopy(manifest)
+    old["schema_version"] = version
+    for key in ("sizes", "unet_methods"):
+        old.pop(key)
+    extra = {s["unet_method"] for size in manifest["sizes"][1:] for s in size["steps"]}
+    extra |= {size["vae_decoder_method"] for size in manifest["sizes"][1:]}
+    for comp in old["targets"]["executorch"]["components"].values():
+        comp["methods"] = {m: io for m, io in comp["methods"].items() if m not in extra}
+    old["test_vectors"] = {k: v for k, v in old["test_vectors"].items() if v.get("method") not in extra}
+    return old
+
+
+def test_version_2_packages_still_read_and_run(step_aware_package, tmp_path, engine_cli):
+    """A version 2 package (one size: the top level's) opens, generates in Python and in the engine."""
+    from mobile_sdk.runtime import pipeline_from_package
+    from tests.engine_fixtures import PROMPT, psnr_u8, python_frames, run_cli
+
+    _, path, manifest = step_aware_package
+    root = tmp_path / "v2.mobilepkg"
+    shutil.copytree(path, root)
+    (root / "manifest.json").write_text(json.dumps(_one_size(manifest, 2)))
+    with open_package(root) as pkg:
+        assert pkg.manifest["schema_version"] == 2 and len(pkg.sizes()) == 1
+        assert pipeline_from_package(pkg).fixed_size == (4, 32, 32)
+    run_cli(engine_cli, "--package", root, "--prompt", PROMPT, "--seed", 5, "--out", tmp_path / "e.npy", "--no-verify")
+    assert psnr_u8(python_frames(root, PROMPT, 5), np.load(tmp_path / "e.npy")) >= 60.0
+    _, summary, _ = run_cli(engine_cli, "--package", root, "--self-test", "--no-verify")
+    assert summary["self_test"] == "passed"
+
+
 def test_version_1_packages_still_open(step_aware_package, tmp_path):
     """A version 1 manifest (tokenizer spec inside, no noise entry) is still read."""
     _, path, manifest = step_aware_package
-    old = copy.deepcopy(manifest)
-    old["schema_version"] = 1
+    old = _one_size(manifest, 1)
     old.pop("noise")
     old["tokenizer"] = {"file": "tokenizer.json", **json.loads((path / "tokenizer.json").read_text())}
     old["test_vectors"].pop("noise")
@@ -88,20 +121,24 @@ def test_a_manifest_cannot_point_outside_the_package(step_aware_package, tmp_pat
 # ---- entry names: one rule for ExecuTorch methods and Core ML functions ----------------------
 
 def _check_entry_names(manifest: dict) -> None:
+    """The default size's entries are the plans' names, every other size's the same with its suffix (the
+    decoder's with 1 frame), in every target."""
+    (main,) = entry_names(1)
     plans = list(manifest["temporal_plans"])
     assert plans == entry_names(len(plans))
-    step_methods = {s["unet_method"] for s in manifest["steps"]}
-    assert step_methods == set(plans)
+    sizes = [tuple(s["video"][k] for k in ("num_frames", "height", "width")) for s in manifest["sizes"]]
+    unet = set(plans) | {sized_entry_name(p, size) for p in plans for size in sizes[1:]}
+    decoders = {main} | {sized_entry_name(main, (1, h, w)) for _, h, w in sizes[1:] if (h, w) != sizes[0][1:]}
+    assert {s["unet_method"] for s in manifest["steps"]} == set(plans)
+    for size, record in zip(sizes[1:], manifest["sizes"][1:]):
+        assert {s["unet_method"] for s in record["steps"]} == {sized_entry_name(p, size) for p in plans}
+    assert {s["vae_decoder_method"] for s in manifest["sizes"]} == decoders
+    assert set(manifest["unet_methods"]) == unet
     for target, spec in manifest["targets"].items():
         key = "methods" if target == "executorch" else "functions"
-        extra = [tuple(s.values()) for s in spec.get("sizes", [])[1:]]
-        declared = set(spec["components"]["unet"][key])
-        assert declared == set(plans) | {sized_entry_name(p, (f, h, w)) for p in plans for f, h, w in extra}, target
-        assert step_methods <= declared
-        for comp in ("text_encoder", "vae_decoder"):
-            single = set(spec["components"][comp][key])
-            assert entry_names(1)[0] in single
-            assert single <= {entry_names(1)[0]} | {sized_entry_name(entry_names(1)[0], (1, h, w)) for _, h, w in extra}
+        assert set(spec["components"]["unet"][key]) == unet, target
+        assert set(spec["components"]["vae_decoder"][key]) == decoders, target
+        assert set(spec["components"]["text_encoder"][key]) == {main}, target
 
 
 def test_entry_names_single_plan(demo_package, coreml_packages):

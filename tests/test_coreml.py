@@ -60,7 +60,9 @@ def test_step_aware_multifunction_with_extra_size(coreml_packages):
     assert unet["functions"]["plan_1__8x32x32"]["size"] == [8, 32, 32]
     # shared weights are stored once: four functions cost far less than four single models
     assert unet["bytes"] < 2.5 * unet["single_function_bytes"]
-    assert target["sizes"] == [{"num_frames": 4, "height": 32, "width": 32}, {"num_frames": 8, "height": 32, "width": 32}]
+    assert [s["video"]["num_frames"] for s in manifest["sizes"]] == [4, 8]  # one size list for every target
+    assert [s["vae_decoder_method"] for s in manifest["sizes"]] == ["main", "main"]  # 8 frames of the same 32x32
+    assert [s["unet_method"] for s in manifest["sizes"][1]["steps"]] == ["plan_0__8x32x32"] * 2 + ["plan_1__8x32x32"] * 2
 
 
 def test_palettization_shrinks_the_weights(coreml_packages):
@@ -101,3 +103,22 @@ def test_coreml_matches_pytorch_on_macos(coreml_packages):
             out = model.predict(inputs)
             for k, want in vec["outputs"].items():
                 assert psnr(want, np.asarray(out[k], dtype=np.float32)) >= 35.0, (name, k)
+
+
+class _Branchy(torch.nn.Linear):
+    def forward(self, x):
+        y = super().forward(x)
+        return y * 2 if y.sum() > 0 else y  # a Python bool of a tensor: the tracer warns
+
+
+def test_conversion_prints_nothing_of_its_own_in_the_cli(monkeypatch, capfd):
+    """The tracer's warnings and coremltools' progress bars are held back as the CLI's other noise is
+    (and shown when the call fails, or with -v)."""
+    from export.lowering.coreml import CoreMLOptions, compress, convert
+    from mobile_sdk import quiet
+
+    monkeypatch.setattr(quiet, "_quiet_native", True)
+    model = convert(_Branchy(64, 64), (torch.ones(1, 64),), ["x"], ["y"], CoreMLOptions(deployment_target="iOS17"), {})
+    compress(model, "palettize6")
+    captured = capfd.readouterr()
+    assert captured.err == "" and captured.out == ""

@@ -3,14 +3,15 @@ entries, the predictor, genomes, the shared-weight objective, step-aware seeding
 import dataclasses
 import itertools
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from export.nas.accuracy_predictor import ElasticEvaluator
+from export.nas.accuracy_predictor import ElasticEvaluator, RolloutEvaluator
 from export.nas.efficiency_predictor import ElasticPredictor
-from export.nas.elastic import SubNet, all_subnets, subnet_config
+from export.nas.elastic import SubNet, all_subnets, subnet_config, subnet_of
 from export.nas.genome import GenomeSpace, parse_space
 from export.nas.latency_table import TableError, save_table
 from export.nas.model_blocks import CALL_SIGNATURE, elastic_blocks, model_blocks
@@ -18,8 +19,10 @@ from export.nas.search_algorithm import (ElasticConstraint, SearchConfig, Search
                                          exhaustive_search)
 from mobile_sdk.cli import main as cli_main
 from mobile_sdk.config import load_preset
-from mobile_sdk.errors import ConfigError
+from mobile_sdk.errors import ConfigError, SDKError
 from mobile_sdk.models import VideoUNet
+from mobile_sdk.models.step_aware import StepAwareUNet
+from tests.conftest import searched_plan
 from tests.test_latency_table import hand_table
 
 RESOLUTIONS = [(32, 32), (64, 64)]
@@ -267,6 +270,25 @@ def test_elastic_evaluator_is_deterministic_and_uniform_rows_score_their_own_los
         ElasticEvaluator(unet, _space(config, ["temporal", "width"]), hidden, data.__getitem__, [1.0], "test")
 
 
+def test_rollout_evaluator_scores_whole_schedules_against_the_base_model(config):
+    torch.manual_seed(0)
+    unet = VideoUNet(config.unet).eval()
+    space = _space(config, ["width", "depth"], [(64, 64)])
+    g = torch.Generator().manual_seed(3)
+    data = {(64, 64): torch.randn(2, config.unet.in_channels, config.num_frames, 8, 8, generator=g)}
+    hidden = torch.randn(2, config.text_encoder.max_length, config.unet.cross_attention_dim, generator=g)
+    steps = [1.0, 0.75, 0.5, 0.25]
+    ev = RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", base=unet, step_sizes=[-0.25] * 4)
+    full = space.default_row()
+    small = space.encode(config.unet.temporal_plan, SubNet.smallest(config.unet), (64, 64))
+    assert ev.loss(full) == 0.0  # the base model against itself
+    assert ev.loss(np.stack([small] * 4)) == ev.loss(small) > 0
+    late = ev.loss(np.stack([full] * 3 + [small]))  # the small one only at the last step
+    assert 0 < late != ev.loss(np.stack([small] + [full] * 3))  # where a step runs small matters
+    with pytest.raises(SDKError, match="needs the base model"):
+        RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", step_sizes=[-0.25] * 4)
+
+
 # -- CLI -----------------------------------------------------------------------------------------------------
 
 
@@ -286,6 +308,7 @@ def small_table(tmp_path_factory):
     (["--space", "width,resolution", "--resolutions", "48x32"], "multiples of 32"),
     (["--space", "width,resolution", "--resolutions", "32x32,96x96"], "resolution 96x96"),
     (["--space", "temporal,width"], "needs --supernet"),
+    (["--objective", "rollout"], "--objective rollout: only with --space width"),
 ])
 def test_cli_bad_inputs_are_one_line_errors(tmp_path, small_table, capsys, argv, message):
     code = cli_main(["search", "--table", str(small_table), "--budget-ms", "1000", "--out", str(tmp_path / "p.json"),
@@ -298,35 +321,61 @@ def test_cli_bad_inputs_are_one_line_errors(tmp_path, small_table, capsys, argv,
 # -- export of a searched sub-network ---------------------------------------------------------------------------
 
 
-def _searched_plan(tmp_path, subnets, resolution=(64, 64)):
-    steps = [{"plan": {}, "subnet": s.to_dict(), "resolution": {"height": resolution[0], "width": resolution[1]}}
-             for s in subnets]
+def test_export_applies_the_searched_subnetwork(tmp_path, tiny_pipe):
+    """One sub-network for every step: a plain UNet, really smaller, at the searched resolution; the config
+    keeps the full UNet's (what the manifest records each method's sub-network of)."""
+    from export.nas.searched import apply_searched_subnets
+
+    smallest = SubNet.smallest(tiny_pipe.config.unet)
+    pipe = apply_searched_subnets(tiny_pipe, searched_plan(tmp_path / "plan.json", [smallest] * 4, (64, 64)))
+    assert (pipe.config.height, pipe.config.width) == (64, 64) and pipe.config.unet == tiny_pipe.config.unet
+    assert type(pipe.unet) is VideoUNet and pipe.unet.config == subnet_config(tiny_pipe.config.unet, smallest)
+    assert sum(p.numel() for p in pipe.unet.parameters()) < sum(p.numel() for p in tiny_pipe.unet.parameters())
+    assert subnet_of(pipe.config.unet, pipe.unet.config) == smallest
+    assert apply_searched_subnets(tiny_pipe, None) is tiny_pipe
+
+
+def test_export_gives_each_distinct_plan_and_subnetwork_of_the_steps_a_view(tmp_path, tiny_pipe):
+    """Steps that share (plan, sub-network) share a view: [A/small, B/small, A/small, A/full] is three."""
+    from export.nas.searched import apply_searched_subnets
+
+    cfg = tiny_pipe.config.unet
+    smallest, full = SubNet.smallest(cfg), SubNet.full(cfg)
+    plan = tiny_pipe.unet.plan.to_dict()
+    pipe = apply_searched_subnets(tiny_pipe.with_step_plans([plan, {}, plan, plan]),
+                                  searched_plan(tmp_path / "plan.json", [smallest, smallest, smallest, full]))
+    assert isinstance(pipe.unet, StepAwareUNet) and pipe.unet.step_to_view == [0, 1, 0, 2]
+    assert [subnet_of(cfg, v.config) for v in pipe.unet.views] == [smallest, smallest, full]
+    assert [sum(op != "none" for op in v.plan.values()) > 0 for v in pipe.unet.views] == [True, False, True]
+    eager = pipe(["a red circle moving right"], generator=torch.Generator().manual_seed(0), output_type="latent")
+    assert torch.isfinite(eager.latents).all()
+
+
+@pytest.mark.parametrize("steps, message", [
+    ([{"subnet": None, "resolution": {"height": 32, "width": 32}}] * 4, r"search.steps\[0\].subnet: expected a mapping"),
+    ([{"resolution": {"height": 32}}] * 4, r"search.steps\[0\].resolution: expected"),
+    ([{"subnet": {"widths": [1.0]}, "resolution": {"height": 32, "width": 32}}] * 4, r"search.steps\[0\].subnet"),
+    (["x"] * 4, r"search.steps\[0\].resolution"),
+    ([{"subnet": {}, "resolution": {"height": 32, "width": 32}}] * 3, "search.steps must list one entry per denoising step"),
+])
+def test_bad_searched_steps_are_errors_naming_the_file(tmp_path, tiny_pipe, steps, message):
+    from export.nas.searched import apply_searched_subnets
+
     path = tmp_path / "plan.json"
     path.write_text(json.dumps({"slots": {}, "search": {"steps": steps}}))
-    return str(path)
+    with pytest.raises(SDKError, match=rf"{path}: {message}"):
+        apply_searched_subnets(tiny_pipe, str(path))
 
 
-def test_export_applies_the_searched_subnetwork(tmp_path, tiny_pipe):
-    from export.commands import _apply_searched_subnet
+def test_searched_steps_must_share_a_valid_resolution(tmp_path, tiny_pipe):
+    from export.nas.searched import apply_searched_subnets
 
-    smallest = SubNet.smallest(tiny_pipe.config.unet)
-    pipe = _apply_searched_subnet(tiny_pipe, _searched_plan(tmp_path, [smallest] * 4))
-    assert (pipe.config.height, pipe.config.width) == (64, 64)
-    assert pipe.unet.config == subnet_config(tiny_pipe.config.unet, smallest) == pipe.config.unet
-    assert sum(p.numel() for p in pipe.unet.parameters()) < sum(p.numel() for p in tiny_pipe.unet.parameters())
-    assert _apply_searched_subnet(tiny_pipe, None) is tiny_pipe
-    with pytest.raises(Exception, match="2 different sub-networks"):
-        _apply_searched_subnet(tiny_pipe, _searched_plan(tmp_path, [smallest, SubNet.full(tiny_pipe.config.unet)] * 2))
-
-
-def test_export_takes_the_subnetwork_from_a_plan_files_pipeline(tmp_path, tiny_pipe):
-    """`export --plan` loads a plan file's plan as per-step views; one plan is one backbone to slice."""
-    from export.commands import _apply_searched_subnet
-
-    smallest = SubNet.smallest(tiny_pipe.config.unet)
-    plan = tiny_pipe.unet.plan.to_dict()
-    pipe = _apply_searched_subnet(tiny_pipe.with_step_plans(plan), _searched_plan(tmp_path, [smallest] * 4))
-    assert type(pipe.unet) is VideoUNet and pipe.unet.config.mid_block is False
-    two = tiny_pipe.with_step_plans([plan, {}, plan, plan])
-    with pytest.raises(Exception, match="per-step temporal plans"):
-        _apply_searched_subnet(two, _searched_plan(tmp_path, [smallest] * 4))
+    full = SubNet.full(tiny_pipe.config.unet)
+    mixed = searched_plan(tmp_path / "mixed.json", [full] * 4)
+    doc = json.loads(Path(mixed).read_text())
+    doc["search"]["steps"][3]["resolution"] = {"height": 64, "width": 64}
+    Path(mixed).write_text(json.dumps(doc))
+    with pytest.raises(SDKError, match="search.steps use 2 resolutions"):
+        apply_searched_subnets(tiny_pipe, mixed)
+    with pytest.raises(SDKError, match=r"search.steps\[0\].resolution: height and width must be positive multiples of 16"):
+        apply_searched_subnets(tiny_pipe, searched_plan(tmp_path / "odd.json", [full] * 4, (40, 40)))

@@ -179,6 +179,22 @@ def test_sandwich_step_trains_largest_smallest_and_sampled(base, tmp_path, monke
     assert (tmp_path / "sn" / "loss.png").exists() and (tmp_path / "sn" / "sampling.png").exists()
 
 
+def test_sandwich_targets_the_shipped_few_step_model_not_the_data_alone(base, tmp_path):
+    """The largest sub-network starts as the shipped model: against its prediction (base_target_weight 1)
+    the first loss is zero, against the data's many-step velocity (0) it is not; training on the data
+    alone undid the demo model's 4-step distillation."""
+    first = {}
+    for weight in (1.0, 0.0):
+        cfg = SupernetTrainConfig(**{**SMALL_RUN, "steps": 1, "warmup_steps": 0, "random_per_step": 0},
+                                  space=("width", "depth"), base_target_weight=weight)
+        report = train_supernet(base, tmp_path / f"sn{weight}", cfg, progress=False)
+        first[weight] = report["final_losses"]["largest"]
+        assert load_supernet(tmp_path / f"sn{weight}")[2]["training"]["config"]["base_target_weight"] == weight
+    assert first[1.0] < 1e-10 < 0.01 < first[0.0]
+    with pytest.raises(ConfigError, match="base_target_weight"):
+        SupernetTrainConfig(base_target_weight=1.5).validate(VideoPipeline.from_pretrained(base).config)
+
+
 def test_default_space_keeps_the_frozen_backbone_supernet(base, tmp_path):
     assert SupernetTrainConfig().space == ("temporal",) and not SupernetTrainConfig().elastic
     report = train_supernet(base, tmp_path / "sn", SupernetTrainConfig(**{**SMALL_RUN, "steps": 2}), progress=False)
@@ -293,3 +309,50 @@ def test_rank_check_over_sub_networks(elastic_dir, tmp_path):
     assert [r["flops"] for r in rows] == sorted(r["flops"] for r in rows)  # one per bucket, cheapest first
     assert all(np.isfinite([r["supernet_loss"], r["standalone_loss"]]).all() for r in rows)
     assert -1 <= report["kendall_tau"] <= 1 and (tmp_path / "rank" / "rank.png").exists()
+
+
+def test_cli_step_aware_search_ranks_schedules_by_their_rollout(elastic_dir, pipe, tmp_path, capsys):
+    from export.nas.latency_table import save_table
+    from export.nas.model_blocks import elastic_blocks
+    from mobile_sdk.cli import main
+    from tests.test_latency_table import hand_table
+
+    table = hand_table(elastic_blocks(pipe.config, [(pipe.config.height, pipe.config.width)]))
+    c = pipe.config
+    table.header.update(preset=c.name, resolution={"height": c.height, "width": c.width, "num_frames": c.num_frames})
+    save_table(table, tmp_path / "table.json")
+    out = tmp_path / "sched.json"
+    assert main(["search", "--supernet", str(elastic_dir), "--space", "width,depth", "--table", str(tmp_path / "table.json"),
+                 "--budget-ms", "1000", "--step-aware", "--population", "4", "--generations", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    search = json.loads(out.read_text())["search"]
+    assert search["objective"].startswith("supernet 4-step rollout error vs the base model")
+    assert "best uniform sub-network" in printed and len(search["steps"]) == 4
+    assert search["loss"] <= search["best_uniform"]["loss"]
+
+
+@pytest.mark.slow
+def test_evaluate_schedules_measures_the_full_model_and_a_step_aware_schedule(elastic_dir, tmp_path, capsys):
+    """`supernet evaluate`: the full model and a DDSM-shaped schedule (smallest sub-network on the noisy steps,
+    full on the last two), each extracted, fine-tuned, exported and measured from its package."""
+    from mobile_sdk.cli import main
+    from mobile_sdk.package import open_package
+    from tests.conftest import searched_plan
+
+    cfg = load_supernet(elastic_dir)[1].config.unet
+    plan = searched_plan(tmp_path / "ddsm.json", [SubNet.smallest(cfg)] * 2 + [SubNet.full(cfg)] * 2)
+    assert main(["supernet", "evaluate", "--supernet", str(elastic_dir), "--plan", plan, "--finetune-steps", "2",
+                 "--rounds", "1", "--out", str(tmp_path / "eval")]) == 0
+    assert "wrote" in capsys.readouterr().out
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    full, ddsm = report["rows"]
+    assert (full["label"], ddsm["label"], full["methods"], ddsm["methods"]) == ("full model", "ddsm", 1, 2)
+    assert full["clips"] == ddsm["clips"] == 60 and full["flops_saved"] == 0
+    manifest = open_package(tmp_path / "eval" / "ddsm.mobilepkg").manifest
+    per_call = [manifest["unet_methods"][s["unet_method"]]["flops_per_call"] for s in manifest["steps"]]
+    assert per_call[0] == per_call[1] < per_call[2] == per_call[3]
+    assert ddsm["unet_gflops"] == pytest.approx(sum(per_call) / 1e9) and ddsm["unet_gflops"] < full["unet_gflops"]
+    assert ddsm["flops_saved"] == pytest.approx(1 - ddsm["unet_gflops"] / full["unet_gflops"])
+    assert all(r["denoise_ms_median"] > 0 and r["video_ms_median"] >= r["denoise_ms_median"] for r in report["rows"])
+    assert "| ddsm | 2 |" in (tmp_path / "eval" / "report.md").read_text()
+    assert (tmp_path / "eval" / "samples.png").stat().st_size > 0

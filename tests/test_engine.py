@@ -14,7 +14,10 @@ import pytest
 
 from mobile_sdk.engine import build as engine_build
 from mobile_sdk.engine.commands import EngineError, add_engine_parser
+from mobile_sdk.cli import main as cli_main
 from mobile_sdk.noise import portable_normal
+from mobile_sdk.package import format_size
+from tests.conftest import EXTRA_SIZE
 from tests.engine_fixtures import (  # noqa: F401 - fixtures
     PROMPT, engine_cli, package_copy, psnr_u8, python_frames, run_cli, tiny_engine_package,
 )
@@ -59,6 +62,39 @@ def test_frames_match_the_python_runtime_demo(engine_cli, demo_package, tmp_path
     assert frames.shape == reference.shape == (8, 64, 64, 3)
     assert psnr_u8(reference, frames) >= 60.0
     assert frames.std() > 5  # a video, not a constant image
+
+
+def test_frames_match_the_python_runtime_at_every_size(engine_cli, tiny_engine_package, tmp_path):
+    """The package's second size (its own UNet and decoder methods): the engine opened at it gives the Python
+    runtime's frames; its header names the size; `mobile-sdk engine run` passes the size through."""
+    f, h, w = EXTRA_SIZE
+    frames = engine_frames(engine_cli, tiny_engine_package, tmp_path / "f.npy", PROMPT, 11,
+                           "--height", h, "--width", w, "--frames", f)
+    assert frames.shape == (f, h, w, 3)
+    assert psnr_u8(python_frames(tiny_engine_package, PROMPT, 11, EXTRA_SIZE), frames) >= 60.0
+    _, summary, stderr = run_cli(engine_cli, "--package", tiny_engine_package, "--prompt", PROMPT, "--out",
+                                 tmp_path / "g.npy", "--height", h, "--width", w)
+    assert f"{f} frames {w}x{h} (of 2 sizes)" in stderr and summary["shape"] == [f, h, w, 3]
+    out = tmp_path / "run.npy"
+    assert cli_main(["engine", "run", "--package", str(tiny_engine_package), "--prompt", PROMPT, "--seed", "11",
+                     "--height", str(h), "--width", str(w), "--out", str(out)]) == 0
+    assert np.array_equal(np.load(out), frames)
+
+
+def test_a_size_the_package_lacks_is_a_one_line_error(engine_cli, tiny_engine_package, tmp_path, capsys):
+    code, _, stderr = run_cli(engine_cli, "--package", tiny_engine_package, "--prompt", PROMPT, "--out",
+                              tmp_path / "f.npy", "--height", 64, "--width", 64, check=False)
+    want = (f"{tiny_engine_package}: no size 4x64x64 (frames x height x width) in this package; it was exported for "
+            f"4x32x32, {format_size(EXTRA_SIZE)}")
+    assert code == 2 and stderr.strip() == f"mvd_engine_cli: {want}"
+    assert not (tmp_path / "f.npy").exists()
+    assert cli_main(["generate", "--package", str(tiny_engine_package), "--prompt", PROMPT, "--height", "64",
+                     "--width", "64", "--out", str(tmp_path / "g.npy")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == f"error: {want}" and not (tmp_path / "g.npy").exists()
+    code, _, stderr = run_cli(engine_cli, "--package", tiny_engine_package, "--self-test", "--height", EXTRA_SIZE[1],
+                              "--width", EXTRA_SIZE[2], check=False)
+    assert code == 2 and "test vector 'pipeline': recorded at the package's default size" in stderr
 
 
 def test_seed_changes_the_video_and_repeats_exactly(engine_cli, tiny_engine_package, tmp_path):
@@ -170,8 +206,14 @@ def _garbage_after_header(pkg):
     return "text_encoder.pte", "cannot load"
 
 
+def _first_step_calls(m, method):
+    """Step 0 of the default size (the top level and sizes[0], which must agree) calls `method`."""
+    for steps in (m["steps"], m["sizes"][0]["steps"]):
+        steps[0]["unet_method"] = method
+
+
 def _missing_method(pkg):
-    _edit_manifest(pkg, lambda m: m["steps"][0].__setitem__("unet_method", "plan_9"))
+    _edit_manifest(pkg, lambda m: _first_step_calls(m, "plan_9"))
     return "manifest.json", "plan_9"
 
 
@@ -179,14 +221,14 @@ def _method_not_in_program(pkg):
     def edit(m):
         methods = m["targets"]["executorch"]["components"]["unet"]["methods"]
         methods["plan_9"] = methods["plan_0"]
-        m["steps"][0]["unet_method"] = "plan_9"
+        _first_step_calls(m, "plan_9")
     _edit_manifest(pkg, edit)
     return "unet.pte", "no method 'plan_9'"
 
 
 def _shape_mismatch(pkg):
     def edit(m):
-        (method,) = m["targets"]["executorch"]["components"]["vae_decoder"]["methods"].values()
+        method = m["targets"]["executorch"]["components"]["vae_decoder"]["methods"][m["sizes"][0]["vae_decoder_method"]]
         method["inputs"][0]["shape"][0] = 2
     _edit_manifest(pkg, edit)
     return "vae_decoder.pte", "the manifest says"

@@ -15,6 +15,8 @@ from tests.engine_fixtures import (  # noqa: F401 - fixtures
     PROMPT, engine_cli, jni_build_dir, package_copy, run_cli, tiny_engine_package,
 )
 
+from tests.conftest import EXTRA_SIZE
+
 HARNESS = Path(__file__).resolve().parent / "jni_harness"
 SCHEMA = Path(__file__).resolve().parents[1] / "mobile_sdk/contract/schemas/pipeline-benchmark.v1.schema.json"
 
@@ -52,6 +54,21 @@ def _frames_match(harness, engine_cli, package: Path, tmp_path: Path, seed: int)
 
 def test_jni_frames_equal_the_cli_frames(harness, engine_cli, tiny_engine_package, tmp_path):
     _frames_match(harness, engine_cli, tiny_engine_package, tmp_path, 2**64 - 1)  # the seed's top bit survives the Long
+
+
+def test_jni_opens_a_package_at_one_of_its_sizes(harness, engine_cli, tiny_engine_package, tmp_path):
+    """The size travels through NativeEngine.open (0: the default's); videoInfo lists every size."""
+    proc = harness("generate", tiny_engine_package, PROMPT, 3, tmp_path / "jni.rgb", *EXTRA_SIZE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    f, h, w = EXTRA_SIZE
+    run_cli(engine_cli, "--package", tiny_engine_package, "--prompt", PROMPT, "--seed", 3, "--threads", 2,
+            "--frames", f, "--height", h, "--width", w, "--out", tmp_path / "cli.rgb")
+    assert (tmp_path / "jni.rgb").read_bytes() == (tmp_path / "cli.rgb").read_bytes()
+    info = json.loads(dict(line.split(" ", 1) for line in proc.stdout.strip().splitlines())["info"])
+    assert (info["frames"], info["height"], info["width"]) == EXTRA_SIZE
+    assert info["sizes"] == [[4, 32, 32], list(EXTRA_SIZE)]
+    proc = harness("generate", tiny_engine_package, PROMPT, 3, tmp_path / "no.rgb", 4, 64, 64)
+    assert proc.returncode == 3 and "EngineException:" in proc.stdout and "no size 4x64x64" in proc.stdout
 
 
 @pytest.mark.slow

@@ -2,6 +2,7 @@
 transformers (built once per session, nothing downloaded), compared against those libraries' own modules."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -303,3 +304,178 @@ def test_unet_without_middle_block_is_fully_delegated():
     delegation = report.delegation["main"]
     assert delegation["flop_fraction_delegated"] == 1.0
     assert set(delegation["ops_outside_by_type"]) <= {"_to_dim_order"}, delegation["ops_outside_by_type"]
+
+
+# ---- training an imported model: its temporal layers (spatial frozen), then 4-step distillation ----
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddpm_training_objective_matches_diffusers(prediction_type):
+    """Noising, target and the implied clean latents on the checkpoint's DDPM schedule, as diffusers has them."""
+    from mobile_sdk.config import SchedulerConfig
+    from mobile_sdk.scheduler import make_scheduler
+
+    ours = make_scheduler(SchedulerConfig(type="ddim", prediction_type=prediction_type, steps_offset=1))
+    ref = diffusers.DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                  prediction_type=prediction_type)
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(5, 4, 2, 8, 8, generator=g), torch.randn(5, 4, 2, 8, 8, generator=g)
+    t = ours.sample_training_t(5, g)
+    tau = (t * 1000).round().long()
+    assert tau.min() >= 0 and tau.max() < 1000 and torch.equal(tau.float() / 1000, t)
+    xt = ours.add_noise(x0, noise, t)
+    assert psnr(ref.add_noise(x0, noise, tau), xt) >= 100
+    target = ours.training_target(x0, noise, t)
+    expected = noise if prediction_type == "epsilon" else ref.get_velocity(x0, noise, tau)
+    assert psnr(expected, target) >= 100
+    assert psnr(x0, ours.predict_x0(xt, target, t)) >= 60  # the exact target gives back the clean latents
+
+
+def _small_training(steps: int):
+    from export.train.distill import DistillConfig
+    from export.train.teacher import TeacherTrainConfig
+
+    return (TeacherTrainConfig(steps=steps, batch_size=2, pool_clips=8, checkpoint_every=steps, trainable="temporal"),
+            DistillConfig(steps=steps, batch_size=2, pool_clips=8, checkpoint_every=steps))
+
+
+def test_imported_model_trains_temporal_layers_only_then_distils_to_four_ddim_steps(sd_checkpoint, tmp_path):
+    """SnapGen-V's recipe on an imported image model: the teacher stage changes only the temporal layers
+    (spatial layers and text encoder keep the checkpoint's weights) on its own epsilon objective; the
+    distilled model samples with 4-step DDIM and no guidance."""
+    from export.train.run import run_training
+    from export.train.vae import VAETrainConfig
+
+    plan = {"down0.*": "conv3d", "up0.attn*": "attn1d", "mid.attn0": "attn3d"}
+    model = tmp_path / "model"
+    start = import_diffusers(sd_checkpoint, model, plan=plan, num_frames=2, log=lambda s: None)
+    teacher_cfg, distill_cfg = _small_training(3)
+    run = tmp_path / "run"
+    reports = run_training(None, run, ["teacher", "distill"], VAETrainConfig(), teacher_cfg, distill_cfg,
+                           progress=False, start_from=model)
+    assert reports["teacher"]["objective"] == "ddim (epsilon)"
+    temporal = sum(p.numel() for p in start.unet.temporal.parameters())
+    assert reports["teacher"]["trained_parameters"] == temporal > 0
+
+    teacher = VideoPipeline.from_pretrained(run / "teacher" / "model")
+    before, after = start.unet.state_dict(), teacher.unet.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("temporal.") for k in changed), sorted(changed)[:5]
+    for a, b in zip(start.text_encoder.state_dict().values(), teacher.text_encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert teacher.config.scheduler == start.config.scheduler and teacher.config.guidance_scale == start.config.guidance_scale
+
+    student = VideoPipeline.from_pretrained(run / "distill" / "model")
+    s = student.config.scheduler
+    assert (s.type, s.prediction_type, s.num_inference_steps, student.config.guidance_scale) == ("ddim", "epsilon", 4, 1.0)
+    assert [round(t * 1000) for t in student.scheduler.timesteps] == [751, 501, 251, 1]  # leading, offset 1
+    student.set_progress_bar_config(disable=True)
+    frames = student("a red circle moving right", generator=torch.Generator().manual_seed(0)).frames
+    assert frames.shape == (1, 2, student.config.height, student.config.width, 3)
+
+
+def test_train_model_refuses_what_it_cannot_train(sd_checkpoint, tmp_path, capsys):
+    from mobile_sdk.cli import main
+
+    model = tmp_path / "model"
+    import_diffusers(sd_checkpoint, model, num_frames=2, log=lambda s: None)  # no --plan: no temporal layers
+    assert main(["train", "teacher", "--model", str(model), "--out", str(tmp_path / "run"), "--teacher-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "no temporal layers to train" in err and str(model) in err and "Traceback" not in err
+    assert main(["train", "vae", "--model", str(model), "--out", str(tmp_path / "run")]) == 2
+    assert "brings its own VAE" in capsys.readouterr().err
+    assert main(["train", "all", "--model", str(model), "--preset", "tiny", "--out", str(tmp_path / "run")]) == 2
+    assert "drop --preset/--plan" in capsys.readouterr().err
+
+
+def _write_clips(folder: Path, count: int, frames: int = 12, size=(20, 28), fps: int = 24) -> Path:
+    """Captioned MP4 clips of a moving bright square and their clip list."""
+    from mobile_sdk.video_io import export_to_video
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(count):
+        video = torch.zeros(frames, *size, 3, dtype=torch.uint8)
+        for t in range(frames):
+            video[t, 4:10, 2 + t + i:8 + t + i] = 255
+        export_to_video(video.numpy(), folder / f"clip{i}.mp4", fps=fps)
+        lines.append(json.dumps({"video": f"clip{i}.mp4", "caption": f"a white square moving right, take {i}"}))
+    (folder / "clips.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "clips.jsonl"
+
+
+def test_temporal_training_on_your_own_clips(sd_checkpoint, tmp_path):
+    from export.train.teacher import train_teacher
+    from export.train.video_clips import VideoClipStream
+
+    model = tmp_path / "model"
+    pipe = import_diffusers(sd_checkpoint, model, plan={"down0.*": "conv1d"}, num_frames=3, log=lambda s: None)
+    clips = _write_clips(tmp_path / "data", 3)
+    stream = VideoClipStream(clips, pipe.config.height, pipe.config.width, 3, 8, batch_size=2)
+    x, captions = stream.batch(1)  # the third clip: 3 frames, every 3rd of 24 fps, scaled and cropped
+    assert x.shape == (1, 3, 3, pipe.config.height, pipe.config.width) and captions == ["a white square moving right, take 2"]
+    teacher_cfg, _ = _small_training(2)
+    report = train_teacher(None, None, tmp_path / "teacher", dataclasses.replace(teacher_cfg, data=str(clips)),
+                           progress=False, start_from=model)
+    assert report["clips"] == 3 and report["data"] == str(clips)
+    pools = list((tmp_path / "teacher").glob("latent_pool.*.json"))
+    assert len(pools) == 1 and json.loads(pools[0].read_text())[0] == "a white square moving right, take 0"
+
+
+def test_bad_clip_lists_are_refused_clearly(sd_checkpoint, tmp_path, capsys):
+    from mobile_sdk.cli import main
+
+    model = tmp_path / "model"
+    import_diffusers(sd_checkpoint, model, plan={"down0.*": "conv1d"}, num_frames=8, log=lambda s: None)
+    clips = _write_clips(tmp_path / "data", 1, frames=12)  # 12 frames at 24 fps give 4 at 8 fps, not 8
+    bad = tmp_path / "bad.jsonl"
+    cases = {
+        "gives 4 frames at 8 fps": clips,
+        f"{bad}:2: not JSON": '{"video": "data/clip0.mp4", "caption": "x"}\n{oops\n',
+        f"{bad}:1: expected": '{"video": "data/clip0.mp4"}\n',
+        "no such file": '{"video": "data/missing.mp4", "caption": "x"}\n',
+        "no clips listed": "\n",
+    }
+    for message, content in cases.items():
+        if isinstance(content, str):
+            bad.write_text(content)
+        path = content if isinstance(content, Path) else bad
+        code = main(["train", "teacher", "--model", str(model), "--data", str(path), "--out", str(tmp_path / "run"),
+                     "--teacher-steps", "1"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, (message, err)
+
+
+@pytest.mark.slow
+def test_imported_model_trained_distilled_and_shipped_to_both_targets(sd_checkpoint, tmp_path):
+    """The whole path a user takes, through the CLI as they run it: import with a plan, train the temporal
+    layers on their clips, distil to 4 DDIM steps, export int8 ExecuTorch and 6-bit Core ML with the
+    parity gate, generate from the package; every command prints only its own lines."""
+    import subprocess
+    import sys
+
+    from mobile_sdk.package import open_package
+
+    clips = _write_clips(tmp_path / "data", 4, frames=12)
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps({"slots": {"down0.*": "conv3d", "up0.attn*": "attn1d", "mid.attn0": "attn3d"}}))
+    model, run, pkg = tmp_path / "model", tmp_path / "run", tmp_path / "video.mobilepkg"
+    commands = [
+        ["import", "--diffusers", str(sd_checkpoint), "--out", str(model), "--plan", str(plan), "--frames", "2"],
+        ["train", "all", "--model", str(model), "--data", str(clips), "--out", str(run), "--teacher-steps", "6",
+         "--distill-steps", "3", "--batch-size", "2"],
+        ["export", "--model", str(run / "distill" / "model"), "--target", "executorch", "--target", "coreml",
+         "--quantize", "int8,palettize6", "--check", "--out", str(pkg)],
+        ["generate", "--package", str(pkg), "--prompt", "a white square moving right", "--out", str(tmp_path / "v.mp4")],
+    ]
+    noise = ("Warning", "Running MIL", "Converting PyTorch", "torchao", "cpuinfo", "Traceback")
+    for argv in commands:
+        proc = subprocess.run([sys.executable, "-m", "mobile_sdk.cli", *argv], capture_output=True, text=True)
+        assert proc.returncode == 0, (argv[0], proc.stderr[-3000:])
+        lines = (proc.stdout + proc.stderr).replace("\r", "\n").splitlines()
+        assert not [ln for ln in lines if any(n in ln for n in noise)], (argv[0], lines[:40])
+    with open_package(pkg) as package:
+        m = package.manifest
+        assert m["scheduler"]["source"]["prediction_type"] == "epsilon" and len(m["steps"]) == 4
+        assert m["targets"]["executorch"]["parity"]["passed"] and m["quantization"]["executorch"]["unet"] == "int8"
+        assert set(m["targets"]["coreml"]["components"]) == {"text_encoder", "unet", "vae_decoder"}
+    assert (tmp_path / "v.mp4").stat().st_size > 0

@@ -17,15 +17,43 @@ from mobile_sdk.package import SCHEMA_VERSION, PackageError, open_package
 from export.lowering.parity import INT8_FRAMES_MIN_DB, psnr
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.runtime import pipeline_from_package
+from mobile_sdk.config import load_preset
+from mobile_sdk.package import format_size
+from export.nas.elastic import SubNet
+from tests.conftest import EXTRA_SIZE
+from tests.engine_fixtures import engine_cli  # noqa: F401 - fixture
 
-def test_step_aware_plans_become_methods(step_aware_package):
+EXTRA = format_size(EXTRA_SIZE)
+
+def test_step_aware_plans_and_subnetworks_become_methods(step_aware_package):
+    """Each distinct (plan, sub-network) of the steps is a UNet method, at each size; the manifest records
+    each method's plan, sub-network and FLOPs, and each size's steps and decoder method."""
     _, path, manifest = step_aware_package
     unet = manifest["targets"]["executorch"]["components"]["unet"]
-    assert list(unet["methods"]) == ["plan_0", "plan_1"]
+    sized = [f"plan_0__{EXTRA}", f"plan_1__{EXTRA}"]
+    assert list(unet["methods"]) == ["plan_0", "plan_1", *sized]
     assert [s["unet_method"] for s in manifest["steps"]] == ["plan_0", "plan_0", "plan_1", "plan_1"]
     assert manifest["temporal_plans"]["plan_0"]["mid.attn0"] == "attn3d"
     assert manifest["temporal_plans"]["plan_1"]["down0.res0"] == "conv3d"
+    assert "mid.attn0" not in manifest["temporal_plans"]["plan_1"]  # the smallest sub-network has no middle block
     assert [s["dt"] for s in manifest["steps"]] == [-0.25] * 4
+    cfg = load_preset("tiny").unet
+    methods = manifest["unet_methods"]
+    assert {m: methods[m]["temporal_plan"] for m in methods} == {"plan_0": "plan_0", "plan_1": "plan_1",
+                                                                sized[0]: "plan_0", sized[1]: "plan_1"}
+    assert methods["plan_0"]["subnet"] == SubNet.full(cfg).to_dict() == methods[sized[0]]["subnet"]
+    assert methods["plan_1"]["subnet"] == SubNet.smallest(cfg).to_dict() == methods[sized[1]]["subnet"]
+    flops = {m: methods[m]["flops_per_call"] for m in methods}
+    assert flops["plan_1"] < flops["plan_0"] and flops[sized[1]] < flops[sized[0]] < flops["plan_0"]  # 16x32: half the pixels
+    f, h, w = EXTRA_SIZE
+    assert [(s["video"]["num_frames"], s["video"]["height"], s["video"]["width"]) for s in manifest["sizes"]] == [
+        (4, 32, 32), EXTRA_SIZE]
+    default, extra = manifest["sizes"]
+    assert (default["video"], default["latent"], default["steps"]) == (manifest["video"], manifest["latent"], manifest["steps"])
+    assert [s["unet_method"] for s in extra["steps"]] == [sized[0]] * 2 + [sized[1]] * 2
+    assert (default["vae_decoder_method"], extra["vae_decoder_method"]) == ("main", f"main__1x{h}x{w}")
+    assert (extra["latent"]["height"], extra["latent"]["width"]) == (h // 8, w // 8)
+    assert set(manifest["targets"]["executorch"]["parity"]["components"]) >= {f"unet.{m}" for m in methods}
 
 
 def test_manifest_records_delegation_parity_and_versions(step_aware_package):
@@ -57,6 +85,23 @@ def test_package_rejects_other_sizes(step_aware_package):
     pte = pipeline_from_package(step_aware_package[1])
     with pytest.raises(ConfigError, match="exported for 4 frames at 32x32"):
         pte("x", num_frames=2)
+    with pytest.raises(PackageError, match=rf"tiny.mobilepkg: no size 4x64x64 \(frames x height x width\) in this "
+                                           rf"package; it was exported for 4x32x32, {EXTRA}$"):
+        pipeline_from_package(step_aware_package[1], height=64, width=64)
+
+
+def test_every_size_generates_as_the_eager_pipeline(step_aware_package):
+    """At each size the package serves, the programs give the eager step-aware pipeline's frames."""
+    pipe, path, manifest = step_aware_package
+    for size in manifest["sizes"]:
+        v = size["video"]
+        pte = pipeline_from_package(path, num_frames=v["num_frames"], height=v["height"], width=v["width"])
+        pte.set_progress_bar_config(disable=True)
+        ran = pte("a red circle moving right", generator=torch.Generator().manual_seed(3))
+        eager = pipe("a red circle moving right", num_frames=v["num_frames"], height=v["height"], width=v["width"],
+                     generator=torch.Generator().manual_seed(3))
+        assert ran.frames.shape == (1, v["num_frames"], v["height"], v["width"], 3)
+        assert psnr(eager.frames, ran.frames, peak=255.0) >= 60.0, v
 
 
 def test_test_vectors_replay(step_aware_package):
@@ -97,7 +142,12 @@ def test_zip_opens_like_the_folder(step_aware_package):
 def test_inspect_package(step_aware_package, capsys):
     assert main(["inspect", str(step_aware_package[1]), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["targets"]["executorch"]["components"]["unet"]["methods"] == ["plan_0", "plan_1"]
+    assert summary["targets"]["executorch"]["components"]["unet"]["methods"][:2] == ["plan_0", "plan_1"]
+    assert summary["sizes"] == ["4x32x32", EXTRA]
+    assert main(["inspect", str(step_aware_package[1])]) == 0
+    text = capsys.readouterr().out
+    assert f"sizes (frames x height x width): 4x32x32 (default), {EXTRA}" in text
+    assert "unet plan_1: plan plan_1, widths [0.5, 0.5], up blocks [1, 1], transformer depths [1, 1], mid block False" in text
 
 
 # ---- bad packages: each failure has its own clear error naming the file ----------------------
@@ -223,6 +273,14 @@ def test_low_memory_export_releases_the_weights(tmp_path, monkeypatch):
 def test_cli_export_errors(tmp_path, capsys):
     assert main(["export", "--preset", "tiny", "--out", str(tmp_path / "x.zip")]) == 2
     assert "must end in .mobilepkg" in capsys.readouterr().err
+    for size, message in [("40x40", "--size 4x40x40: height and width must be positive multiples of 16, got 40x40"),
+                          ("2x32", "--size 4x2x32: height and width must be positive multiples of 16, got 2x32"),
+                          ("big", "--size 'big': expected HEIGHTxWIDTH or FRAMESxHEIGHTxWIDTH in pixels")]:
+        assert main(["export", "--preset", "tiny", "--size", size, "--out", str(tmp_path / "s.mobilepkg")]) == 2
+        assert message in capsys.readouterr().err
+    assert main(["export", "--preset", "tiny", "--coreml-size", "1x2x3x4", "--out", str(tmp_path / "s.mobilepkg")]) == 2
+    assert "--size '1x2x3x4': expected" in capsys.readouterr().err  # the same option under its Core ML name
+    assert list(tmp_path.iterdir()) == []
     assert main(["generate", "--package", str(tmp_path / "none.mobilepkg"), "--prompt", "x"]) == 2
     assert "no such package" in capsys.readouterr().err
 
@@ -230,11 +288,15 @@ def test_cli_export_errors(tmp_path, capsys):
 def test_calibration_captures_every_step(tiny_pipe):
     from export.lowering.calibration import capture_calibration
 
-    calib = capture_calibration(tiny_pipe, ["forward"] * 4, ["a red circle moving right", "a blue square moving up"])
-    timesteps = sorted({round(float(args[1]), 4) for args in calib["unet/forward"]})
+    prompts = ["a red circle moving right", "a blue square moving up"]
+    calib = capture_calibration(tiny_pipe, ["main"] * 4, "main", prompts)
+    timesteps = sorted({round(float(args[1]), 4) for args in calib["unet/main"]})
     assert timesteps == [0.25, 0.5, 0.75, 1.0]
-    assert len(calib["unet/forward"]) == 8 and len(calib["text_encoder"]) == 2
-    assert all(z[0].shape == (1, 4, 4, 4) for z in calib["vae_decoder"])
+    assert len(calib["unet/main"]) == 8 and len(calib["text_encoder/main"]) == 2
+    assert all(z[0].shape == (1, 4, 4, 4) for z in calib["vae_decoder/main"])
+    sized = capture_calibration(tiny_pipe, ["main__2x16x32"] * 4, "main__1x16x32", prompts, size=(2, 16, 32))
+    assert all(x.shape == (1, 4, 2, 2, 4) for x, _, _ in sized["unet/main__2x16x32"])
+    assert all(z[0].shape == (1, 4, 2, 4) for z in sized["vae_decoder/main__1x16x32"])
 
 
 @pytest.mark.slow
@@ -341,7 +403,8 @@ def test_generate_from_a_zip_leaves_no_extracted_copy(step_aware_package, tmp_pa
     assert ok.returncode == 0, ok.stderr
     failed = subprocess.run([sys.executable, "-m", "mobile_sdk.cli", "generate", "--package", str(zip_path), "--prompt", "x",
                              "--frames", "2", "--out", str(tmp_path / "w.npy")], capture_output=True, text=True, env=env)
-    assert failed.returncode == 2 and "exported for 4 frames" in failed.stderr
+    assert failed.returncode == 2 and f"no size 2x32x32 (frames x height x width) in this package; it was exported for 4x32x32, {EXTRA}" in failed.stderr
+    assert len(failed.stderr.strip().splitlines()) == 1 and "Traceback" not in failed.stderr
     assert list(scratch.iterdir()) == []
 
 
@@ -351,6 +414,19 @@ def test_a_package_runs_only_the_steps_it_was_exported_for(step_aware_package):
     pte = pipeline_from_package(step_aware_package[1])
     with pytest.raises(ConfigError, match="exported for 4 denoising steps; got 2"):
         pte("x", num_inference_steps=2)
+
+
+def test_sizes_must_start_with_the_default_size(pkg_copy, engine_cli):
+    """The top level is what version 1 and 2 readers run: a manifest whose sizes[0] differs is refused."""
+    from tests.engine_fixtures import run_cli
+
+    m = json.loads((pkg_copy / "manifest.json").read_text())
+    m["sizes"][0]["steps"], m["sizes"][1]["steps"] = m["sizes"][1]["steps"], m["sizes"][0]["steps"]
+    (pkg_copy / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(PackageError, match=r"manifest.json: \$.sizes\[0\] must be the default size"):
+        open_package(pkg_copy, verify=False)
+    code, _, err = run_cli(engine_cli, "--package", pkg_copy, "--self-test", "--no-verify", check=False)
+    assert code == 2 and "sizes[0] must be the default size" in err
 
 
 def test_test_vector_shapes_are_checked_when_opening(pkg_copy):

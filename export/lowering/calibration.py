@@ -4,7 +4,10 @@ from __future__ import annotations
 import torch
 
 from export.train.synthetic import all_prompts, prompt_for
+from mobile_sdk.package import entry_names
 from mobile_sdk.pipeline import VideoPipeline
+
+(MAIN,) = entry_names(1)
 
 
 class _Recorder:
@@ -37,19 +40,23 @@ def default_prompts(n: int) -> list[str]:
 
 
 @torch.no_grad()
-def capture_calibration(pipe: VideoPipeline, methods_of_steps: list[str], prompts: list[str], seed: int = 0,
+def capture_calibration(pipe: VideoPipeline, methods_of_steps: list[str], decoder_method: str, prompts: list[str],
+                        size: tuple[int, int, int] | None = None, seed: int = 0,
                         max_decoder_frames: int = 16) -> dict[str, list[tuple[torch.Tensor, ...]]]:
-    """{"text_encoder": [...], "unet/<method>": [...], "vae_decoder": [...]} of batch-1 input tuples."""
+    """{"text_encoder/main": [...], "unet/<method>": [...], "vae_decoder/<decoder_method>": [...]} of batch-1
+    input tuples, from runs at `size` (frames, height, width; default: the model's)."""
     text, decoder = [], []
     unet_sinks = {m: [] for m in dict.fromkeys(methods_of_steps)}
     original = pipe.text_encoder, pipe.unet, pipe.vae_decoder
     recording = VideoPipeline(pipe.config, _Recorder(pipe.text_encoder, text), _RecordingUNet(pipe, methods_of_steps, unet_sinks),
                               _Recorder(pipe.vae_decoder, decoder), pipe.tokenizer)
     recording.set_progress_bar_config(disable=True)
+    frames, height, width = size or (None, None, None)
     try:
         for i, prompt in enumerate(prompts):
-            recording(prompt, generator=torch.Generator().manual_seed(seed + i))
+            recording(prompt, num_frames=frames, height=height, width=width, generator=torch.Generator().manual_seed(seed + i))
     finally:
         pipe.text_encoder, pipe.unet, pipe.vae_decoder = original
     step = max(1, len(decoder) // max_decoder_frames)
-    return {"text_encoder": text, **{f"unet/{m}": v for m, v in unet_sinks.items()}, "vae_decoder": decoder[::step]}
+    return {f"text_encoder/{MAIN}": text, **{f"unet/{m}": v for m, v in unet_sinks.items()},
+            f"vae_decoder/{decoder_method}": decoder[::step]}

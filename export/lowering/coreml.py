@@ -1,9 +1,9 @@
 """Lower components to Core ML ML Programs (.mlpackage), Neural-Engine layout, fp16.
 
 One converter per component over a traced module in the ANE attention layout; optional weight
-compression (palettization 4/6/8-bit, 8-bit linear); the UNet's distinct temporal plans become one
-multifunction package (shared weights de-duplicated); several frame counts / resolutions can be
-enumerated shapes; a component over the chunk threshold is bisected into a chain of two models.
+compression (palettization 4/6/8-bit, 8-bit linear); the entries of a component (the UNet's distinct plans
+or sub-networks, extra sizes) become one multifunction package (shared weights de-duplicated); a component
+over the chunk threshold is bisected into a chain of two models.
 Core ML cannot run here, so what is checked is the spec: op types per function, IO names, dtypes.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import copy
 import json
 import shutil
 import tempfile
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -23,6 +23,7 @@ from torch import nn
 
 from mobile_sdk import __version__
 from mobile_sdk.models.layers import set_attention_implementation
+from mobile_sdk.quiet import native_stderr_quiet
 
 COMPRESSION_MODES = ("none", "palettize4", "palettize6", "palettize8", "linear8")
 DEPLOYMENT_TARGETS = ("iOS17", "iOS18")
@@ -34,8 +35,6 @@ class CoreMLOptions:
     # None: iOS17, or iOS18 when the package needs multifunction models (which Core ML has from iOS 18).
     deployment_target: str | None = None
     compression: str = "none"
-    # Extra (num_frames, height, width) pixel sizes the package also serves (as extra functions).
-    extra_sizes: list[tuple[int, int, int]] = field(default_factory=list)
     chunk_threshold_bytes: int = CHUNK_THRESHOLD_BYTES
 
 
@@ -58,18 +57,18 @@ def convert(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], input_n
     """Trace `module` in the ANE layout and convert it to an fp16 ML Program."""
     ct = _ct()
     ane = set_attention_implementation(copy.deepcopy(module).eval(), "ane")
-    with torch.no_grad():
-        traced = torch.jit.trace(ane, example_inputs, check_trace=False)
     inputs = [ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int64 else np.float16)
               for name, x in zip(input_names, example_inputs)]
-    model = ct.convert(
-        traced,
-        inputs=inputs,
-        outputs=[ct.TensorType(name=n, dtype=np.float16) for n in output_names],
-        convert_to="mlprogram",
-        compute_precision=ct.precision.FLOAT16,
-        minimum_deployment_target=getattr(ct.target, opts.deployment_target),
-    )
+    with torch.no_grad(), native_stderr_quiet():  # the tracer's warnings and the converter's progress bars
+        traced = torch.jit.trace(ane, example_inputs, check_trace=False)
+        model = ct.convert(
+            traced,
+            inputs=inputs,
+            outputs=[ct.TensorType(name=n, dtype=np.float16) for n in output_names],
+            convert_to="mlprogram",
+            compute_precision=ct.precision.FLOAT16,
+            minimum_deployment_target=getattr(ct.target, opts.deployment_target),
+        )
     model.author = "mobile-video-sdk"
     model.license = metadata.get("license", "see the SDK's license")
     model.short_description = metadata.get("description", "")
@@ -89,10 +88,12 @@ def compress(model, mode: str):
 
     if mode.startswith("palettize"):
         config = OpPalettizerConfig(mode="kmeans", nbits=int(mode[len("palettize"):]), weight_threshold=2048)
-        return palettize_weights(model, OptimizationConfig(global_config=config))
+        with native_stderr_quiet():
+            return palettize_weights(model, OptimizationConfig(global_config=config))
     if mode == "linear8":
         config = OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=2048)
-        return linear_quantize_weights(model, OptimizationConfig(global_config=config))
+        with native_stderr_quiet():
+            return linear_quantize_weights(model, OptimizationConfig(global_config=config))
     raise ValueError(f"unknown Core ML compression {mode!r}; choose from {COMPRESSION_MODES}")
 
 
@@ -165,41 +166,18 @@ class CoreMLComponent:
     chain: list | None = None
 
 
-def lower_coreml(pipe, root: Path, examples: dict, io_names: dict, unet_views: list, method_names: list[str],
-                 opts: CoreMLOptions, metadata: dict, log: Callable[[str], None] = print) -> dict:
-    """Write coreml/<component>.mlpackage under `root`; returns the manifest's coreml target entry.
+def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions, metadata: dict,
+                 log: Callable[[str], None] = print) -> dict:
+    """Write coreml/<component>.mlpackage under `root`, one function per entry (the package writer's
+    `Entry`: name, module, example inputs, size); returns the manifest's coreml target entry.
 
-    Extra sizes become extra functions of the same multifunction package (`plan_0__8x64x64`), whose
+    Extra sizes are extra functions of the same multifunction package (`plan_0__8x64x64`), whose
     weights Core ML de-duplicates: coremltools 9.0's enumerated shapes leave the split-einsum
     attention with symbolic batch dims that its einsum lowering rejects.
     """
-    from mobile_sdk.package import component_path, entry_names, sized_entry_name
+    from mobile_sdk.package import component_path
 
-    (main,) = entry_names(1)
-    cfg = pipe.config
-    f = cfg.vae.downsample_factor
-    c = cfg.vae.latent_channels
-    for size in opts.extra_sizes:
-        cfg.check_size(size[1], size[2], size[0], where="--coreml-size")
-    sizes = list(dict.fromkeys([(cfg.num_frames, cfg.height, cfg.width), *opts.extra_sizes]))
-    hidden = examples["unet"][2]
-    t0 = examples["unet"][1]
-
-    def unet_example(t, h, w):
-        return (torch.randn(1, c, t, h // f, w // f), t0, hidden)
-
-    def decoder_example(h, w):
-        return (torch.randn(1, c, h // f, w // f),)
-
-    # component -> [(function name, module, example inputs, size or None)]
-    plan = {
-        "text_encoder": [(main, pipe.text_encoder, examples["text_encoder"], None)],
-        "unet": [(m if i == 0 else sized_entry_name(m, sz), view, unet_example(*sz), sz)
-                 for i, sz in enumerate(sizes) for m, view in zip(method_names, unet_views)],
-        "vae_decoder": [(main if i == 0 else sized_entry_name(main, (1, *hw)), pipe.vae_decoder, decoder_example(*hw), hw)
-                        for i, hw in enumerate(dict.fromkeys((h, w) for _, h, w in sizes))],
-    }
-    multifunction = any(len(fns) > 1 for fns in plan.values())
+    multifunction = any(len(functions) > 1 for functions in entries.values())
     if opts.deployment_target is None:
         opts = replace(opts, deployment_target="iOS18" if multifunction else "iOS17")
     elif multifunction and opts.deployment_target < "iOS18":
@@ -208,15 +186,16 @@ def lower_coreml(pipe, root: Path, examples: dict, io_names: dict, unet_views: l
     components = {}
     work = Path(tempfile.mkdtemp(prefix="coreml-", dir=root))
     try:
-        for comp, functions in plan.items():
+        for comp, functions in entries.items():
             rel = component_path("coreml", comp)
             target = root / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             log(f"converting {comp} to Core ML ({opts.deployment_target}, fp16, ANE layout, "
-                f"function(s) {', '.join(fn for fn, *_ in functions)}, compression {opts.compression})")
+                f"function(s) {', '.join(e.name for e in functions)}, compression {opts.compression})")
             fp16_parts, parts = [], []
-            for name, module, example, _ in functions:
-                model = convert(module, example, *io_names[comp], opts, {**metadata, "component": comp, "function": name})
+            for e in functions:
+                name = e.name
+                model = convert(e.module, e.example, *io_names[comp], opts, {**metadata, "component": comp, "function": name})
                 fp16_parts.append((name, work / f"{comp}-{name}-fp16.mlpackage"))
                 model.save(str(fp16_parts[-1][1]))
                 if opts.compression == "none":
@@ -234,7 +213,7 @@ def lower_coreml(pipe, root: Path, examples: dict, io_names: dict, unet_views: l
                     raise ValueError(f"{comp}: {size / 1e9:.2f} GB needs chunking, which multifunction packages do not support yet")
                 chain = _bisect(target, root, comp, log)
             info = inspect_mlpackage(target) if chain is None else {"functions": {}, "inputs": [], "outputs": []}
-            sizes_of = {name: (list(sz) if sz else None) for name, _, _, sz in functions}
+            sizes_of = {e.name: (list(e.size) if e.size else None) for e in functions}
             for name, fn in info["functions"].items():
                 fn["size"] = sizes_of.get(name)
             components[comp] = CoreMLComponent(
@@ -250,7 +229,7 @@ def lower_coreml(pipe, root: Path, examples: dict, io_names: dict, unet_views: l
         shutil.rmtree(work, ignore_errors=True)
     return {"runtime": "Core ML", "deployment_target": opts.deployment_target, "compute_precision": "float16",
             "attention_implementation": "ane (channels-first [B, C, 1, S], 1x1 convs, split-einsum attention)",
-            "sizes": [{"num_frames": t, "height": h, "width": w} for t, h, w in sizes], "components": components}
+            "components": components}
 
 
 def _assemble(parts: list[tuple[str, Path]], target: Path) -> Path:

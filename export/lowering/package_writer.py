@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -22,13 +23,15 @@ import torch
 
 from mobile_sdk import __version__
 from mobile_sdk.atomic import atomic_dir, atomic_file
+from mobile_sdk.config import UNetConfig
 from mobile_sdk.errors import SDKError
+from mobile_sdk.models import VideoUNet
 from mobile_sdk.models.step_aware import StepAwareUNet
 from mobile_sdk.contract import names as contract_names
 from mobile_sdk.noise import noise_spec, portable_normal
 from mobile_sdk.package import (
-    IO_NAMES, MANIFEST, SCHEMA, SCHEMA_VERSION, TEST_VECTOR_DIR, TOKENIZER, component_path, entry_names, list_files,
-    sha256_file,
+    COMPONENTS, IO_NAMES, MANIFEST, SCHEMA, SCHEMA_VERSION, TEST_VECTOR_DIR, TOKENIZER, component_path, entry_names,
+    format_size, list_files, sha256_file, sized_entry_name,
 )
 from mobile_sdk.pipeline import VideoPipeline
 
@@ -37,6 +40,8 @@ from export.lowering.executorch import MethodSpec, export_methods, lower_exporte
 from export.lowering.parity import (
     FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr,
 )
+from export.nas.elastic import subnet_of
+from export.nas.sampling_space import module_flops
 
 TEST_PROMPT = "a red circle moving right"
 TEST_SEED = 7  # the noise and pipeline test vectors' seed
@@ -84,7 +89,7 @@ def _lower_in_worker(root: Path, comp: str, programs: dict[str, str], quantize: 
     log(f"lowering {comp} ({', '.join(programs)}) to ExecuTorch/XNNPACK in a worker process, quantization {quantize}")
     job = {"programs": programs, "out": str(root / component_path("executorch", comp)),
            "report": str(root / SCRATCH / f"{comp}.delegation.json"), "quantize": quantize,
-           "quiet": quiet._quiet_native}
+           "quiet": quiet.is_quiet()}
     job_path = root / SCRATCH / f"{comp}.job.json"
     job_path.write_text(json.dumps(job))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
@@ -110,31 +115,88 @@ def tool_versions() -> dict[str, str]:
     return out
 
 
-def _unet_views(pipe: VideoPipeline) -> tuple[list, list[str], list[dict]]:
-    """(distinct plan views as the velocity models the steps call, method name of each step, plan of each method)."""
-    steps = pipe.config.scheduler.num_inference_steps
-    velocity = pipe.scheduler.velocity_model  # the UNet itself, or a DDIM UNet converted to the step's velocity
+@dataclass
+class Entry:
+    """One method (ExecuTorch) / function (Core ML) of a component: its name, what it runs, example inputs of
+    its exact shapes and the (frames, height, width) it serves (None: the text encoder serves every size). A
+    UNet entry also names its view (whose config holds its plan and sub-network) and its temporal plan's entry."""
+    name: str
+    module: Callable
+    example: tuple[torch.Tensor, ...]
+    size: tuple[int, int, int] | None = None
+    view: VideoUNet | None = None
+    plan: str | None = None
+
+
+def package_sizes(cfg, extra: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(frames, height, width) of every size: the model's own first, then each extra one the model can take."""
+    for size in extra:
+        cfg.check_size(size[1], size[2], size[0], where=f"--size {format_size(size)}")
+    return list(dict.fromkeys([(cfg.num_frames, cfg.height, cfg.width), *extra]))
+
+
+def _at(name: str, size: tuple[int, int, int], default: tuple[int, int, int]) -> str:
+    """The entry name of `name` at `size`: the name itself at the default size, else with the size suffix."""
+    return name if size == default else sized_entry_name(name, size)
+
+
+def _decoder_at(size: tuple[int, int, int], default: tuple[int, int, int]) -> str:
+    """The decoder decodes one frame per call: its entry depends only on the height and width."""
+    return _at(MAIN, (1, *size[1:]), (1, *default[1:]))
+
+
+def _unet_views(pipe: VideoPipeline) -> tuple[list[VideoUNet], list[int]]:
+    """(the distinct UNets the steps run, which one each step runs)."""
     if isinstance(pipe.unet, StepAwareUNet):
-        names = entry_names(len(pipe.unet.distinct))
-        return ([velocity(v) for v in pipe.unet.views], [names[i] for i in pipe.unet.step_to_plan],
-                [p.to_dict() for p in pipe.unet.distinct])
-    return [velocity(pipe.unet)], [MAIN] * steps, [pipe.unet.plan.to_dict()]
+        return list(pipe.unet.views), pipe.unet.step_to_view
+    return [pipe.unet], [0] * pipe.config.scheduler.num_inference_steps
 
 
-def _example_inputs(pipe: VideoPipeline) -> dict[str, tuple[torch.Tensor, ...]]:
+def _entries(pipe: VideoPipeline, sizes: list[tuple[int, int, int]]) -> dict[str, list[Entry]]:
+    """Every component's entries: the UNet's per size and distinct view, the decoder's per height and width."""
     cfg = pipe.config
-    f = cfg.vae.downsample_factor
+    f, c = cfg.vae.downsample_factor, cfg.vae.latent_channels
     g = torch.Generator().manual_seed(1)
-    h, w = cfg.height // f, cfg.width // f
     ids = pipe.tokenizer(TEST_PROMPT)
     with torch.no_grad():
         hidden, _ = pipe.text_encoder(ids)
-    return {
-        "text_encoder": (ids,),
-        "unet": (torch.randn(1, cfg.vae.latent_channels, cfg.num_frames, h, w, generator=g),
-                 torch.tensor([pipe.scheduler.timesteps[0]]), hidden),
-        "vae_decoder": (torch.randn(1, cfg.vae.latent_channels, h, w, generator=g),),
-    }
+    t0 = torch.tensor([pipe.scheduler.timesteps[0]])
+    velocity = pipe.scheduler.velocity_model  # the UNet itself, or a DDIM UNet converted to the step's velocity
+    views, _ = _unet_views(pipe)
+    names = entry_names(len(views))
+    unet = [Entry(_at(name, size, sizes[0]), velocity(view),
+                  (torch.randn(1, c, size[0], size[1] // f, size[2] // f, generator=g), t0, hidden), size, view, name)
+            for size in sizes for name, view in zip(names, views)]
+    decoder = {_decoder_at(size, sizes[0]): size for size in sizes}
+    return {"text_encoder": [Entry(MAIN, pipe.text_encoder, (ids,))], "unet": unet,
+            "vae_decoder": [Entry(name, pipe.vae_decoder, (torch.randn(1, c, h // f, w // f, generator=g),), (1, h, w))
+                            for name, (_, h, w) in decoder.items()]}
+
+
+def _step_methods(pipe: VideoPipeline, size: tuple[int, int, int], default: tuple[int, int, int]) -> list[str]:
+    views, step_to_view = _unet_views(pipe)
+    names = entry_names(len(views))
+    return [_at(names[i], size, default) for i in step_to_view]
+
+
+def unet_flops(config: UNetConfig, example: tuple[torch.Tensor, ...]) -> int:
+    """FLOPs of one call of a UNet of `config` on inputs shaped like `example` (meta device: no weights)."""
+    sample, _, hidden = example
+    return int(module_flops(json.dumps(dataclasses.asdict(config), sort_keys=True), tuple(sample.shape),
+                            tuple(hidden.shape))["Global"])
+
+
+def _unet_methods(cfg, entries: list[Entry]) -> dict[str, dict]:
+    """The manifest's unet_methods: per UNet entry its temporal plan, sub-network and FLOPs per call."""
+    return {e.name: {"temporal_plan": e.plan,
+                     "subnet": subnet_of(cfg.unet, e.view.config, f"UNet method {e.name}").to_dict(),
+                     "flops_per_call": unet_flops(e.view.config, e.example)} for e in entries}
+
+
+def vector_name(component: str, entry: str) -> str:
+    """The test vector (and parity result) of an entry: the component's name for its main entry, else
+    component.entry (the UNet's always: its entries were named per plan from the start)."""
+    return component if entry == MAIN and component != "unet" else f"{component}.{entry}"
 
 
 def _write_tensor(root: Path, name: str, t) -> dict:
@@ -176,13 +238,15 @@ def export_package(
     coreml_options=None,
     overwrite: bool = False,
     low_memory: bool | None = None,
+    sizes: list[tuple[int, int, int]] = (),
     log: Callable[[str], None] = print,
 ) -> dict:
     """Lower `pipe` and write the package; returns the manifest. Raises ParityError if --check fails.
 
     `quantize` is 'none', 'int8' (ExecuTorch PT2E), a Core ML weight compression (palettize4/6/8,
-    linear8), or one of each separated by a comma. An existing package at `out` is replaced only with
-    `overwrite`; anything else there is never touched.
+    linear8), or one of each separated by a comma. `sizes` are (frames, height, width) the package serves
+    besides the model's own: every target gets a UNet entry per plan and a decoder entry at each. An
+    existing package at `out` is replaced only with `overwrite`; anything else there is never touched.
 
     `low_memory` (default: when the UNet's fp32 weights pass 1 GiB) lowers each ExecuTorch component in a
     process of its own after releasing `pipe`'s weights (the pipeline is unusable afterwards): peak memory
@@ -202,26 +266,24 @@ def export_package(
     quantize, coreml_compression = parse_quantize(quantize)
     coreml_options = dataclasses.replace(coreml_options or CoreMLOptions(), compression=coreml_compression)
     cfg = pipe.config
+    sizes = package_sizes(cfg, list(sizes))
     pipe.scheduler.set_timesteps(cfg.scheduler.num_inference_steps)
-    views, step_methods, plans = _unet_views(pipe)
-    names = entry_names(len(views))
-    examples = _example_inputs(pipe)
+    entries = _entries(pipe, sizes)
+    plans = {e.plan: e.view.plan.to_dict() for e in entries["unet"]}
 
     calibration: dict[str, list] = {}
     if quantize == "int8":
         prompts = default_prompts(calibration_prompts)
-        log(f"capturing int8 calibration inputs from {len(prompts)} pipeline runs ({len(step_methods)} steps each)")
-        calibration = capture_calibration(pipe, step_methods, prompts)
+        log(f"capturing int8 calibration inputs from {len(prompts)} pipeline runs per size "
+            f"({cfg.scheduler.num_inference_steps} steps each)")
+        for size in sizes:
+            calibration.update(capture_calibration(pipe, _step_methods(pipe, size, sizes[0]), _decoder_at(size, sizes[0]),
+                                                   prompts, size))
 
     # text encoder stays fp32 under int8: it is <1 % of the compute and prompt embeddings are sensitive.
     component_quant = {"text_encoder": "none", "unet": quantize, "vae_decoder": quantize}
-    program_specs = {
-        "text_encoder": {MAIN: MethodSpec(pipe.text_encoder, examples["text_encoder"], *IO_NAMES["text_encoder"])},
-        "unet": {n: MethodSpec(v, examples["unet"], *IO_NAMES["unet"], calibration.get(f"unet/{n}", []))
-                 for n, v in zip(names, views)},
-        "vae_decoder": {MAIN: MethodSpec(pipe.vae_decoder, examples["vae_decoder"], *IO_NAMES["vae_decoder"],
-                                              calibration.get("vae_decoder", []))},
-    }
+    program_specs = {comp: {e.name: MethodSpec(e.module, e.example, *IO_NAMES[comp], calibration.get(f"{comp}/{e.name}", []))
+                            for e in comp_entries} for comp, comp_entries in entries.items()}
     if low_memory is None:
         low_memory = unet_fp32_bytes(pipe) > LOW_MEMORY_ABOVE_BYTES
     if low_memory and "executorch" in targets:
@@ -246,16 +308,16 @@ def export_package(
         coreml = None
         if "coreml" in targets:
             meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
-                    "temporal_plans": {n: p for n, p in zip(names, plans)}, "sdk_version": __version__}
-            coreml = lower_coreml(pipe, tmp, examples, IO_NAMES, views, names, coreml_options, meta, log)
+                    "temporal_plans": plans, "sdk_version": __version__}
+            coreml = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
 
         tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
         (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-        test_vectors, eager_run = _write_test_vectors(tmp, pipe, examples, names, views, step_methods, quantize, check)
-        manifest = _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table)
-        references = parity_references(pipe, components, eager_run) if check and "executorch" in targets else None
+        test_vectors, eager_run = _write_test_vectors(tmp, pipe, entries, quantize, check)
+        manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
+        references = parity_references(pipe, components, entries, eager_run) if check and "executorch" in targets else None
         if deferred:
-            del program_specs, views, examples, calibration
+            del program_specs, entries, calibration
             release_weights(pipe)
             for comp, programs in deferred.items():
                 components[comp]["delegation"] = _lower_in_worker(tmp, comp, programs, component_quant[comp], log)
@@ -288,10 +350,24 @@ def export_package(
     return manifest
 
 
-def _manifest(pipe, preset, components, step_methods, plans, names, quantize, test_vectors, latency_table) -> dict:
-    cfg = pipe.config
+def _size_record(pipe: VideoPipeline, size: tuple[int, int, int], default: tuple[int, int, int]) -> dict:
+    """One entry of the manifest's sizes: video and latent sizes, the steps with their UNet methods, the decoder."""
+    cfg, sched = pipe.config, pipe.scheduler
+    frames, height, width = size
     f = cfg.vae.downsample_factor
+    methods = _step_methods(pipe, size, default)
+    return {"video": {"height": height, "width": width, "num_frames": frames, "fps": cfg.fps},
+            "latent": {"channels": cfg.vae.latent_channels, "height": height // f, "width": width // f,
+                       "layout": "[batch, channels, frames, height, width]"},
+            "steps": [{"index": i, "timestep": t, "dt": d, "unet_method": methods[i]}
+                      for i, (t, d) in enumerate(zip(sched.timesteps, sched.step_sizes))],
+            "vae_decoder_method": _decoder_at(size, default)}
+
+
+def _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table) -> dict:
+    cfg = pipe.config
     sched = pipe.scheduler
+    records = [_size_record(pipe, size, sizes[0]) for size in sizes]
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -300,18 +376,18 @@ def _manifest(pipe, preset, components, step_methods, plans, names, quantize, te
         "tools": tool_versions(),
         "model": {"name": cfg.name, "preset": preset, "description": cfg.description, "trained": pipe.trained,
                   "config": dataclasses.asdict(cfg)},
-        "video": {"height": cfg.height, "width": cfg.width, "num_frames": cfg.num_frames, "fps": cfg.fps},
-        "latent": {"channels": cfg.vae.latent_channels, "height": cfg.height // f, "width": cfg.width // f,
-                   "layout": "[batch, channels, frames, height, width]"},
+        "video": records[0]["video"],
+        "latent": records[0]["latent"],
         "noise": noise_spec(),
         "tokenizer": {"file": TOKENIZER},
         "scheduler": {**sched.to_dict(), "update": "latents = latents + dt * velocity",
                       "guidance_scale": cfg.guidance_scale,
                       "guidance": "velocity = v_uncond + scale * (v_cond - v_uncond), uncond = the empty prompt"
                       if cfg.guidance_scale != 1.0 else "none"},
-        "steps": [{"index": i, "timestep": t, "dt": d, "unet_method": step_methods[i]}
-                  for i, (t, d) in enumerate(zip(sched.timesteps, sched.step_sizes))],
-        "temporal_plans": {n: p for n, p in zip(names, plans)},
+        "steps": records[0]["steps"],
+        "temporal_plans": plans,
+        "unet_methods": _unet_methods(cfg, entries["unet"]),
+        "sizes": records,
         "decoder": {"output": "rgb in [0, 1], [frames, 3, height, width]; multiply by 255 and round",
                     "frames_per_call": 1},
         "quantization": {"executorch": {c: v["quantization"] for c, v in components.items()},
@@ -325,32 +401,27 @@ def _manifest(pipe, preset, components, step_methods, plans, names, quantize, te
     }
 
 
+def _entry_vector(root: Path, comp: str, entry: Entry, outputs: tuple[torch.Tensor, ...], min_db: float, **extra) -> dict:
+    """A test vector of one entry: its example inputs and eager outputs under the contract's IO names."""
+    key = vector_name(comp, entry.name)
+    inputs, output_names = IO_NAMES[comp]
+    return {"component": comp, "method": entry.name, **extra,
+            "inputs": {n: _write_tensor(root, f"{key}.{n}", x) for n, x in zip(inputs, entry.example)},
+            "outputs": {n: _write_tensor(root, f"{key}.{n}", y) for n, y in zip(output_names, outputs)},
+            "min_psnr_db": min_db}
+
+
 @torch.no_grad()
-def _write_test_vectors(root, pipe, examples, names, views, step_methods, quantize, check: bool):
-    """Small recorded inputs and eager outputs that the apps' own tests replay (min PSNR given)."""
+def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], quantize, check: bool):
+    """Small recorded inputs and eager outputs of every entry that the apps' own tests replay (min PSNR
+    given), the portable noise of the seed, and the whole pipeline at the default size."""
     component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
-    vectors = {}
-    ids = examples["text_encoder"][0]
-    hidden, pooled = pipe.text_encoder(ids)
-    vectors["text_encoder"] = {"component": "text_encoder", "method": MAIN, "prompt": TEST_PROMPT,
-                               "inputs": {"input_ids": _write_tensor(root, "text_encoder.input_ids", ids)},
-                               "outputs": {"last_hidden_state": _write_tensor(root, "text_encoder.last_hidden_state", hidden),
-                                           "pooled": _write_tensor(root, "text_encoder.pooled", pooled)},
-                               "min_psnr_db": FP32_COMPONENT_MIN_DB}
-    sample, t, _ = examples["unet"]
-    for name, view in zip(names, views):
-        v = view(sample, t, hidden)
-        vectors[f"unet.{name}"] = {"component": "unet", "method": name,
-                                   "inputs": {"sample": _write_tensor(root, f"unet.{name}.sample", sample),
-                                              "timestep": _write_tensor(root, f"unet.{name}.timestep", t),
-                                              "encoder_hidden_states": _write_tensor(root, f"unet.{name}.hidden", hidden)},
-                                   "outputs": {"velocity": _write_tensor(root, f"unet.{name}.velocity", v)},
-                                   "min_psnr_db": component_db}
-    (z,) = examples["vae_decoder"]
-    vectors["vae_decoder"] = {"component": "vae_decoder", "method": MAIN,
-                              "inputs": {"latents": _write_tensor(root, "vae_decoder.latents", z)},
-                              "outputs": {"rgb": _write_tensor(root, "vae_decoder.rgb", pipe.vae_decoder(z))},
-                              "min_psnr_db": component_db}
+    (text,) = entries["text_encoder"]
+    vectors = {"text_encoder": _entry_vector(root, "text_encoder", text, text.module(*text.example),
+                                             FP32_COMPONENT_MIN_DB, prompt=TEST_PROMPT)}
+    for comp in ("unet", "vae_decoder"):
+        for e in entries[comp]:
+            vectors[vector_name(comp, e.name)] = _entry_vector(root, comp, e, (e.module(*e.example),), component_db)
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
     noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
     vectors[noise_name] = {"component": noise_name, "seed": TEST_SEED, "inputs": {},
@@ -372,37 +443,34 @@ def _write_test_vectors(root, pipe, examples, names, views, step_methods, quanti
 
 
 @torch.no_grad()
-def parity_references(pipe: VideoPipeline, components: dict, eager_run) -> dict:
+def parity_references(pipe: VideoPipeline, components: dict, entries: dict[str, list[Entry]], eager_run) -> dict:
     """What --check compares the written programs against, taken while `pipe` still has its weights:
     each method's eager output on fresh random inputs of its exact shape (every layer runs once), and the
     eager 4-step run of the pipeline test vector (`eager_run`; not repeated here)."""
     vocab = pipe.config.text_encoder.vocab_size
-    views = dict(zip(components["unet"]["methods"], _unet_views(pipe)[0]))
-    eager = {"text_encoder": {MAIN: lambda ids: pipe.text_encoder(ids)[0]}, "unet": views,
-             "vae_decoder": {MAIN: pipe.vae_decoder}}
     refs: dict = {"components": {}, "pipeline": eager_run}
-    for seed, (comp, methods) in enumerate(eager.items(), start=11):
-        for name, fn in methods.items():
-            args = component_inputs(comp, components[comp]["methods"][name]["inputs"], vocab, seed=seed)
-            key = comp if comp != "unet" else f"unet.{name}"
-            refs["components"][key] = (comp, name, args, fn(*args))
+    for seed, comp in enumerate(COMPONENTS, start=11):
+        for e in entries[comp]:
+            args = component_inputs(comp, components[comp]["methods"][e.name]["inputs"], vocab, seed=seed)
+            outputs = e.module(*args)
+            refs["components"][vector_name(comp, e.name)] = (comp, e.name, args,
+                                                             outputs[0] if isinstance(outputs, tuple) else outputs)
     return refs
 
 
 def check_parity(root: Path, refs: dict, quantize: str, log: Callable[[str], None]) -> dict:
     """PSNR of each written program against eager, then of the whole 4-step pipeline (the test vector's
-    noise); raises ParityError below the thresholds."""
+    noise, at the default size); raises ParityError below the thresholds."""
     from mobile_sdk.package import open_package
-    from mobile_sdk.runtime import pipeline_from_package
+    from mobile_sdk.runtime import ExecuTorchProgram, pipeline_from_package
 
     pkg = open_package(root, verify=False)
+    programs = {c: ExecuTorchProgram(pkg.path(pkg.component("executorch", c)["file"])) for c in COMPONENTS}
     pte = pipeline_from_package(pkg)
-    programs = {"text_encoder": {MAIN: lambda ids: pte.text_encoder(ids)[0]}, "unet": pte.unet.views,
-                "vae_decoder": {MAIN: pte.vae_decoder}}
     results: dict = {"components": {}, "thresholds_db": {}}
     with torch.no_grad():
         for key, (comp, name, args, expected) in refs["components"].items():
-            results["components"][key] = psnr(expected, programs[comp][name](*args))
+            results["components"][key] = psnr(expected, programs[comp].run(name, *args)[0])
         noise, eager_out = refs["pipeline"]
         pte.set_progress_bar_config(disable=True)
         pte_out = pte(TEST_PROMPT, latents=noise.clone())

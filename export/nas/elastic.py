@@ -175,6 +175,24 @@ def subnet_config(cfg: UNetConfig, subnet: SubNet) -> UNetConfig:
     return sub
 
 
+def subnet_of(cfg: UNetConfig, sub: UNetConfig, where: str = "UNet") -> SubNet:
+    """The inverse of `subnet_config`: the SubNet of `cfg` whose config is `sub` (temporal plans aside)."""
+    def unplanned(c: UNetConfig) -> UNetConfig:
+        return dataclasses.replace(c, temporal_plan={})
+
+    levels = range(len(cfg.block_channels))
+    widths = [next((w for w in WIDTHS if int(cfg.res_inner(l) * w) == sub.res_inner(l)), None) for l in levels]
+    if len(sub.block_channels) == len(cfg.block_channels) and None not in widths:
+        subnet = SubNet(tuple(widths), tuple(sub.up_block_count(l) for l in levels),
+                        tuple(sub.stage_transformer_depth(l) for l in levels), sub.mid_block)
+        try:
+            if unplanned(subnet_config(cfg, subnet)) == unplanned(sub):
+                return subnet
+        except ConfigError:
+            pass
+    raise ConfigError(f"{where}: its config is no sub-network (width, depth) of the model's UNet")
+
+
 def _sliced(full: dict[str, torch.Tensor], shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
     """Each target tensor as the leading slice of the full tensor of the same name (views, so gradients flow)."""
     out = {}

@@ -114,9 +114,9 @@ class SupernetUNet(VideoUNet):
         self._copy_temporal(base, resolved[0])
         if len(set(resolved)) == 1:
             return base.eval()
-        unet = StepAwareUNet(base, [p.to_dict() for p in resolved])
-        for view, plan in zip(unet.views, unet.distinct):
-            self._copy_temporal(view, plan)
+        unet = StepAwareUNet.from_plans(base, [p.to_dict() for p in resolved])
+        for view in unet.views:
+            self._copy_temporal(view, view.plan)
         unet.untrained_layers = []  # every (slot, op) came from the supernet
         return unet.eval()
 

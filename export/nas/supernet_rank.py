@@ -5,8 +5,8 @@ budget of steps) and evaluated with the same held-out protocol as the supernet. 
 they are plans, trained alone as today's supernet trains them (their candidates on the frozen backbone).
 For a supernet trained over width and depth too (`backbone_trained`), they are (plan, SubNet) pairs of
 the whole space, each *extracted* (an ordinary smaller UNet with the supernet's weights) and fine-tuned
-whole: the "short fine-tune" an extracted sub-network gets before it ships, at the supernet's rates
-(temporal layers at `lr`, the rest at `lr` x `backbone_lr_scale`); all at the model's own size.
+whole by the short fine-tune an extracted sub-network gets before it ships (export.nas.finetune); all at
+the model's own size.
 Reported: both losses per sub-network, and Kendall's tau and Spearman's rho between the two rankings.
 """
 from __future__ import annotations
@@ -23,8 +23,9 @@ from mobile_sdk.plan import TemporalPlan
 
 from export.nas.supernet import SupernetUNet, load_supernet
 from export.nas.accuracy_predictor import SupernetEvaluator
-from export.nas.supernet_train import (DynamicCostSampler, SupernetTrainConfig, apply_gradients, elastic_space,
-                                       optimizer_step, rf_loss, supernet_pool, temporal_flops)
+from export.nas.finetune import finetune_extracted
+from export.nas.supernet_train import (DynamicCostSampler, elastic_space, optimizer_step, rf_loss, supernet_config,
+                                       supernet_pool, temporal_flops)
 from export.nas.model_blocks import model_blocks
 from export.train.loop import TrainLoop
 
@@ -117,7 +118,7 @@ class _Fixed:
 def _rank_subnets(net: SupernetUNet, pipe, meta: dict, evaluator: SupernetEvaluator, blocks, directory: Path, out: Path,
                   n: int, steps: int, seed: int, progress: bool) -> dict:
     """The whole-space rank check: shared-weight loss vs the loss of the extracted, fine-tuned sub-network."""
-    cfg = SupernetTrainConfig(**{**meta["training"]["config"], "space": tuple(meta["training"]["config"]["space"])})
+    cfg = supernet_config(meta)
     space = elastic_space(pipe, cfg.space, blocks)
     sampler = DynamicCostSampler(space, n, 0, seed)
     picks = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n)]
@@ -127,33 +128,16 @@ def _rank_subnets(net: SupernetUNet, pipe, meta: dict, evaluator: SupernetEvalua
 
     def loss_of(forward) -> float:
         return SupernetEvaluator(_Fixed(forward), evaluator.hidden, evaluator.latents, evaluator.timesteps,
-                                 seed=meta["seed"]).loss(np.zeros(len(net.slots), np.int8))
+                                 seed=meta["seed"], base=pipe.unet, base_weight=cfg.base_target_weight
+                                 ).loss(np.zeros(len(net.slots), np.int8))
 
     rows = []
     for k, vector in enumerate(tqdm(picks, desc="fine-tuning extracted sub-networks", disable=not progress)):
         codes, subnet = space.decode(vector)
         shared = loss_of(lambda x, t, h: net.forward_subnet(codes, subnet, x, t, h))
         alone = net.extract_subnet(codes, subnet)
-        temporal = list(alone.temporal.parameters())
-        rest = [p for name, p in alone.named_parameters() if not name.startswith("temporal.")]
-        rates = {"opt": (temporal, cfg.lr), "backbone": (rest, cfg.lr * cfg.backbone_lr_scale)}
-        rates = {name: (params, lr) for name, (params, lr) in rates.items() if params}  # a plan may have no temporal layer
-        opts = {name: torch.optim.AdamW(params, lr=lr, weight_decay=0.0) for name, (params, lr) in rates.items()}
-        loop = TrainLoop(None, {"alone": alone}, opts, ("loss",), steps=steps,
-                         lr={name: (lr, cfg.lr_warmup) for name, (_, lr) in rates.items()},
-                         seed=seed * 7919 + k * 100_003, progress=False)
-
-        def step(i: int, g: torch.Generator) -> dict[str, float]:
-            for opt in opts.values():
-                opt.zero_grad(set_to_none=True)
-            loss = rf_loss(alone, train_pool, train_prompts, pipe.text_encoder, pipe.tokenizer, timesteps, cfg.batch_size, g)
-            loss.backward()
-            apply_gradients(list(opts.values()), temporal + rest)
-            return {"loss": loss.item()}
-
-        alone.train()
-        loop.run(step)
-        alone.eval()
+        finetune_extracted(alone, pipe.unet, train_pool, train_prompts, pipe.text_encoder, pipe.tokenizer, timesteps,
+                           cfg, steps, seed * 7919 + k * 100_003)
         rows.append({"plan": TemporalPlan.from_codes(blocks.slots, codes).to_dict(), "subnet": subnet.to_dict(),
                      "flops": float(space.cost_of(vector)), "cost_bucket": k, "supernet_loss": shared,
                      "standalone_loss": loss_of(alone)})

@@ -1,8 +1,9 @@
 """Stage 3: adversarial distillation to 4 fixed steps, in the SnapGen-V manner.
 
-Generator: the teacher's UNet, fine-tuned at the 4 timesteps it will run at, without guidance.
-Regression term (keeps it stable): match the teacher's classifier-free-guided velocity at the same
-noisy input. Adversarial term (hinge): a discriminator made of the frozen teacher UNet's encoder with
+Generator: the teacher's UNet, fine-tuned at the 4 timesteps it will run at, without guidance, in the
+teacher's own parameterization (rectified-flow velocity, or an imported model's epsilon/v on its DDPM
+schedule, sampled with 4-step DDIM). Regression term (keeps it stable): match the teacher's
+classifier-free-guided output at the same noisy input. Adversarial term (hinge): a discriminator made of the frozen teacher UNet's encoder with
 small trainable spatio-temporal heads after each down block (frames into batch -> 2-D ResBlock ->
 space into batch -> temporal self-attention), each conditioned on the pooled text embedding by a
 projection. Real and generated clean latents are re-noised to the same random level before judging.
@@ -25,14 +26,15 @@ from mobile_sdk.models import VideoUNet
 from mobile_sdk.models.layers import ResBlock
 from mobile_sdk.models.temporal import TemporalAttention
 from mobile_sdk.pipeline import VideoPipeline
-from mobile_sdk.scheduler import RectifiedFlowScheduler
+from mobile_sdk.scheduler import make_scheduler
 
 from export.train.common import EMA
 from export.train.distributed import barrier, data_parallel, device, per_rank_batch, rank_and_world, shard
 from export.train.loop import TrainLoop
 from export.train.teacher import latent_pool
 
-STUDENT_TIMESTEPS = (1.0, 0.75, 0.5, 0.25)
+STUDENT_STEPS = 4
+STUDENT_TIMESTEPS = (1.0, 0.75, 0.5, 0.25)  # rectified flow; DDIM's 4 steps follow the noise schedule's spacing
 
 
 @dataclass
@@ -42,12 +44,13 @@ class DistillConfig:
     lr_generator: float = 2e-5
     lr_discriminator: float = 1e-4
     adv_weight: float = 0.1
-    guidance_scale: float = 3.0
+    guidance_scale: float | None = None  # the teacher's classifier-free guidance (its model folder's scale)
     max_disc_noise: float = 0.7
     ema_decay: float = 0.995
     pool_clips: int = 1024
     seed: int = 0
     checkpoint_every: int = 200
+    data: str | None = None  # a clip list (export.train.video_clips); None: the synthetic data
 
 
 class DiscriminatorHead(nn.Module):
@@ -83,6 +86,13 @@ class Discriminator(nn.Module):
         return sum(head(f, x.shape[2], pooled) for head, f in zip(self.heads, features)) / len(self.heads)
 
 
+def _student_scheduler(teacher: SchedulerConfig) -> SchedulerConfig:
+    """The 4 steps the student runs: fixed rectified-flow times, or the teacher's DDIM at 4 steps."""
+    if teacher.type == "ddim":
+        return dataclasses.replace(teacher, num_inference_steps=STUDENT_STEPS)
+    return SchedulerConfig(num_inference_steps=STUDENT_STEPS, timesteps=STUDENT_TIMESTEPS)
+
+
 def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillConfig, progress: bool = True) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -101,9 +111,13 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
     loop = TrainLoop(out_dir, {"student": student, "disc": disc, "ema": ema.model}, {"opt_g": opt_g, "opt_d": opt_d},
                      ("regression", "d_loss", "g_adv"), steps=cfg.steps, lr={"opt_g": (cfg.lr_generator, 50)},
                      seed=cfg.seed * 1_000_003, checkpoint_every=cfg.checkpoint_every, desc="distill", progress=progress)
-    pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 3, out_dir / "latent_pool.safetensors", progress)
+    pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 3, out_dir / "latent_pool.safetensors",
+                                     progress, cfg.data)
     tokenizer = teacher.tokenizer
-    timesteps = torch.tensor(STUDENT_TIMESTEPS)
+    guidance = model_cfg.guidance_scale if cfg.guidance_scale is None else cfg.guidance_scale
+    student_cfg = _student_scheduler(model_cfg.scheduler)
+    scheduler = make_scheduler(student_cfg)
+    timesteps = torch.tensor(scheduler.timesteps)
     per_rank_batch(cfg.batch_size, "batch size")
     # The discriminator's gradients are averaged in its own backward; its third call below (the
     # generator's adversarial term) goes around DDP: those gradients are never applied.
@@ -121,25 +135,25 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
         noise, t, t_d, n_d = (shard(x).to(dev) for x in (noise, t, t_d, n_d))
         x0, prompts = pool[idx].to(dev), [pool_prompts[i] for i in idx.tolist()]
         b = len(prompts)
-        xt = RectifiedFlowScheduler.add_noise(x0, noise, t)
+        xt = scheduler.add_noise(x0, noise, t)
         with torch.no_grad():
             hidden, pooled = text_encoder(tokenizer(prompts).to(dev))
             uncond, _ = text_encoder(tokenizer([""] * b).to(dev))
             v_c, v_u = teacher_unet(xt, t, hidden), teacher_unet(xt, t, uncond)
-            v_target = v_u + cfg.guidance_scale * (v_c - v_u)
+            v_target = v_u + guidance * (v_c - v_u)
 
         v = student_dp(xt, t, hidden)
-        x0_pred = xt - t.reshape(-1, 1, 1, 1, 1) * v
+        x0_pred = scheduler.predict_x0(xt, v, t)
 
-        d_real = disc_dp(RectifiedFlowScheduler.add_noise(x0, n_d, t_d), t_d, hidden, pooled)
-        d_fake = disc_dp(RectifiedFlowScheduler.add_noise(x0_pred.detach(), n_d, t_d), t_d, hidden, pooled)
+        d_real = disc_dp(scheduler.add_noise(x0, n_d, t_d), t_d, hidden, pooled)
+        d_fake = disc_dp(scheduler.add_noise(x0_pred.detach(), n_d, t_d), t_d, hidden, pooled)
         d_loss = F.relu(1.0 - d_real).mean() + F.relu(1.0 + d_fake).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
         opt_d.step()
 
         regression = torch.mean((v - v_target) ** 2)
-        g_adv = -disc(RectifiedFlowScheduler.add_noise(x0_pred, n_d, t_d), t_d, hidden, pooled).mean()
+        g_adv = -disc(scheduler.add_noise(x0_pred, n_d, t_d), t_d, hidden, pooled).mean()
         loss = regression + cfg.adv_weight * g_adv
         opt_g.zero_grad(set_to_none=True)
         loss.backward()
@@ -151,14 +165,13 @@ def train_distilled(teacher_dir: str | Path, out_dir: str | Path, cfg: DistillCo
     loop.run(step)
 
     distilled_cfg = dataclasses.replace(
-        model_cfg,
-        scheduler=SchedulerConfig(num_inference_steps=len(STUDENT_TIMESTEPS), timesteps=STUDENT_TIMESTEPS),
-        guidance_scale=1.0,
-        description=f"{model_cfg.name} distilled to {len(STUDENT_TIMESTEPS)} steps (adversarial, no guidance)",
+        model_cfg, scheduler=student_cfg, guidance_scale=1.0,
+        description=f"{model_cfg.name} distilled to {STUDENT_STEPS} steps (adversarial, no guidance)",
     )
     pipe = VideoPipeline(distilled_cfg, text_encoder, ema.model, teacher.vae_decoder, tokenizer)
     report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": rank_and_world()[1],
-              "train_seconds": round(loop.seconds, 1), "config": dataclasses.asdict(cfg)}
+              "train_seconds": round(loop.seconds, 1),
+              "config": {**dataclasses.asdict(cfg), "guidance_scale": guidance}}
     if loop.is_main:
         pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "distilled", **report}})
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")

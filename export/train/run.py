@@ -5,6 +5,9 @@
   RUN/distill/    report.json, loss.png, model/ (the 4-step distilled model)
   RUN/eval/       report.json, report.md, samples.png
 
+From a model folder (`start_from`: an imported image model, or any model of ours) there is no VAE
+stage: the teacher stage starts from the folder's weights (temporal layers only by default).
+
 Under torchrun the training stages run on every rank (export.train.distributed); rank 0 alone
 prints, writes, evaluates and ships, and the other ranks stop after the last training stage.
 """
@@ -17,6 +20,7 @@ from pathlib import Path
 import torch
 
 from mobile_sdk.config import ModelConfig
+from mobile_sdk.errors import SDKError
 from mobile_sdk.pipeline import VideoPipeline
 
 from export.train.distill import DistillConfig, train_distilled
@@ -28,10 +32,12 @@ from export.train.vae import VAETrainConfig, train_vae
 STAGES = ("vae", "teacher", "distill", "evaluate")
 
 
-def run_training(model_cfg: ModelConfig, run_dir: str | Path, stages: list[str], vae_cfg: VAETrainConfig,
+def run_training(model_cfg: ModelConfig | None, run_dir: str | Path, stages: list[str], vae_cfg: VAETrainConfig,
                  teacher_cfg: TeacherTrainConfig, distill_cfg: DistillConfig, ship_to: str | Path | None = None,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, start_from: str | Path | None = None) -> dict:
     run = Path(run_dir)
+    if start_from is not None and "vae" in stages:
+        raise SDKError(f"{start_from}: a model folder brings its own VAE; train the stages teacher, distill, evaluate")
     reports = {}
     main_rank = rank_and_world()[0] == 0
     say = print if main_rank else (lambda *a: None)
@@ -39,7 +45,7 @@ def run_training(model_cfg: ModelConfig, run_dir: str | Path, stages: list[str],
         reports["vae"] = train_vae(model_cfg, run / "vae", vae_cfg, progress)
         say("vae:", json.dumps(reports["vae"]))
     if "teacher" in stages:
-        reports["teacher"] = train_teacher(model_cfg, run / "vae" / "vae", run / "teacher", teacher_cfg, progress)
+        reports["teacher"] = train_teacher(model_cfg, run / "vae" / "vae", run / "teacher", teacher_cfg, progress, start_from)
         say("teacher:", json.dumps(reports["teacher"]))
     if "distill" in stages:
         reports["distill"] = train_distilled(run / "teacher" / "model", run / "distill", distill_cfg, progress)
@@ -47,7 +53,8 @@ def run_training(model_cfg: ModelConfig, run_dir: str | Path, stages: list[str],
     if not main_rank:
         return reports
     if "evaluate" in stages:
-        teacher_steps, g = teacher_cfg.sample_steps, teacher_cfg.guidance_scale
+        teacher = VideoPipeline.from_pretrained(run / "teacher" / "model").config
+        teacher_steps, g = teacher.scheduler.num_inference_steps, teacher.guidance_scale
         results = compare_models({
             f"teacher {teacher_steps} steps": (run / "teacher" / "model", teacher_steps, g),
             "teacher 4 steps": (run / "teacher" / "model", 4, g),

@@ -1,7 +1,10 @@
-"""Stage 2: the rectified-flow teacher (UNet + text encoder trained jointly, VAE frozen).
+"""Stage 2: the many-step teacher, trained on the model's own objective (VAE frozen).
 
-Prompts are dropped 10 % of the time so the teacher supports classifier-free guidance; an EMA of the
-weights is what gets saved.
+From a preset: the rectified-flow UNet and text encoder trained jointly from scratch. From a model
+folder (`start_from`, e.g. an imported SD-1.5-family image model): its weights are the start and, with
+`trainable="temporal"` (SnapGen-V), only the temporal layers learn, on the checkpoint's own objective
+(epsilon or v-prediction on its DDPM schedule, or rectified flow). Prompts are dropped 10 % of the time
+so the teacher supports classifier-free guidance; an EMA of the weights is what gets saved.
 """
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ from mobile_sdk.atomic import atomic_file
 from mobile_sdk.config import ModelConfig, SchedulerConfig
 from mobile_sdk.models import AutoencoderKL, TextEncoder, VAEDecoder, VideoUNet
 from mobile_sdk.pipeline import VideoPipeline
-from mobile_sdk.scheduler import RectifiedFlowScheduler
+from mobile_sdk.errors import SDKError
+from mobile_sdk.scheduler import make_scheduler
 
 from export.train.common import EMA, ClipStream
 from export.train.distributed import barrier, data_parallel, device, per_rank_batch, rank_and_world, shard
 from export.train.loop import TrainLoop
+from export.train.video_clips import VideoClipStream, fingerprint
 
 
 @dataclass
@@ -41,14 +46,26 @@ class TeacherTrainConfig:
     guidance_scale: float = 3.0
     checkpoint_every: int = 250
     fsdp: bool = False  # shard weights, gradients, optimizer and EMA over the ranks (export.train.fsdp)
+    trainable: str = "all"  # "all" | "temporal": only the UNet's temporal layers (spatial layers and text encoder frozen)
+    data: str | None = None  # a clip list (export.train.video_clips); None: the synthetic data
+
+
+TRAINABLE = ("all", "temporal")
 
 
 def latent_pool(vae: AutoencoderKL, model_cfg: ModelConfig, n: int, seed: int, cache: Path,
-                progress: bool = True) -> tuple[torch.Tensor, list[str]]:
-    """n synthetic clips as posterior-mean latents [n, C, T, h, w] with prompts; cached in `cache`
-    (made by rank 0 alone; the other ranks of a torchrun launch wait for it and read it)."""
+                progress: bool = True, data: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
+    """n synthetic clips, or every clip of the list `data` (export.train.video_clips), as posterior-mean
+    latents [n, C, T, h, w] with their prompts; cached in `cache` (made by rank 0 alone; the other ranks
+    of a torchrun launch wait for it and read it)."""
+    size = (model_cfg.height, model_cfg.width, model_cfg.num_frames)
+    if data is None:
+        stream = ClipStream(*size, 64, seed=seed)
+    else:
+        stream = VideoClipStream(data, *size, model_cfg.fps, 64)
+        n, cache = len(stream), cache.with_name(f"{cache.stem}.{fingerprint(data)}{cache.suffix}")
     if rank_and_world()[0] == 0 and _read_pool(cache, n) is None:
-        _encode_pool(vae, model_cfg, n, seed, cache, progress)
+        _encode_pool(vae, stream, n, cache, progress)
     barrier()
     return _read_pool(cache, n)
 
@@ -60,8 +77,7 @@ def _read_pool(cache: Path, n: int) -> tuple[torch.Tensor, list[str]] | None:
     return (load_file(str(cache))["latents"], prompts) if len(prompts) == n else None
 
 
-def _encode_pool(vae: AutoencoderKL, model_cfg: ModelConfig, n: int, seed: int, cache: Path, progress: bool) -> None:
-    stream = ClipStream(model_cfg.height, model_cfg.width, model_cfg.num_frames, 64, seed=seed)
+def _encode_pool(vae: AutoencoderKL, stream, n: int, cache: Path, progress: bool) -> None:
     latents, prompts = [], []
     with torch.no_grad():
         for k in tqdm(range((n + 63) // 64), desc="encoding latent pool", disable=not progress):
@@ -89,15 +105,25 @@ class TextToVideo(nn.Module):
         return self.unet(xt, t, hidden)
 
 
-def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Path, cfg: TeacherTrainConfig,
-                  progress: bool = True) -> dict:
+def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path | None, out_dir: str | Path, cfg: TeacherTrainConfig,
+                  progress: bool = True, start_from: str | Path | None = None) -> dict:
+    """Train from scratch on a preset's config with the VAE in `vae_dir`, or from the model folder
+    `start_from` (its config, VAE, tokenizer and weights)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    vae = AutoencoderKL.from_pretrained(vae_dir).requires_grad_(False)
-    model_cfg = dataclasses.replace(model_cfg, vae=vae.config)
-    torch.manual_seed(cfg.seed)
     dev = device()
-    net = TextToVideo(VideoUNet(model_cfg.unet), TextEncoder(model_cfg.text_encoder)).to(dev)
+    if start_from is None:
+        vae = AutoencoderKL.from_pretrained(vae_dir).requires_grad_(False)
+        model_cfg = dataclasses.replace(model_cfg, vae=vae.config)
+        torch.manual_seed(cfg.seed)
+        net = TextToVideo(VideoUNet(model_cfg.unet), TextEncoder(model_cfg.text_encoder)).to(dev)
+        tokenizer = net.text_encoder.tokenizer()
+    else:
+        start = VideoPipeline.from_pretrained(start_from)
+        model_cfg, vae, tokenizer = start.config, start.vae_decoder.vae.requires_grad_(False), start.tokenizer
+        net = TextToVideo(start.unet, start.text_encoder).to(dev)
+    trainable = _trainable(net, cfg.trainable, start_from or model_cfg.name)
+    scheduler = make_scheduler(model_cfg.scheduler)
     ema = EMA(net, cfg.ema_decay)
     checkpointer = None
     if cfg.fsdp:
@@ -106,12 +132,13 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
         shard_model(net)
         shard_model(ema.model)
         checkpointer = ShardedCheckpointer(out_dir, {"opt": net})
-    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=0.01)
+        trainable = [p for p in net.parameters() if p.requires_grad]  # the sharded parameters
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=0.01)
     loop = TrainLoop(out_dir, {"net": net, "ema": ema.model}, {"opt": opt}, ("loss",), steps=cfg.steps,
                      lr={"opt": (cfg.lr, cfg.warmup)}, seed=cfg.seed * 1_000_003,
                      checkpoint_every=cfg.checkpoint_every, desc="teacher", progress=progress, checkpointer=checkpointer)
-    pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 2, out_dir / "latent_pool.safetensors", progress)
-    tokenizer = net.text_encoder.tokenizer()
+    pool, pool_prompts = latent_pool(vae, model_cfg, cfg.pool_clips, cfg.seed + 2, out_dir / "latent_pool.safetensors",
+                                     progress, cfg.data)
     per_rank_batch(cfg.batch_size, "--batch-size")
     model = net if cfg.fsdp else data_parallel(net)
 
@@ -120,15 +147,15 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
         idx = torch.randint(len(pool), (cfg.batch_size,), generator=g)
         drop = torch.rand(cfg.batch_size, generator=g) < cfg.p_uncond
         noise = torch.randn((cfg.batch_size, *pool.shape[1:]), generator=g)
-        t = torch.rand(cfg.batch_size, generator=g)
+        t = scheduler.sample_training_t(cfg.batch_size, g)
         idx, drop = shard(idx), shard(drop)
         x0, noise, t = pool[idx].to(dev), shard(noise).to(dev), shard(t).to(dev)
         prompts = ["" if d else pool_prompts[i] for i, d in zip(idx.tolist(), drop.tolist())]
-        xt = RectifiedFlowScheduler.add_noise(x0, noise, t)
-        loss = torch.mean((model(xt, t, tokenizer(prompts).to(dev)) - RectifiedFlowScheduler.velocity(x0, noise)) ** 2)
+        xt = scheduler.add_noise(x0, noise, t)
+        loss = torch.mean((model(xt, t, tokenizer(prompts).to(dev)) - scheduler.training_target(x0, noise, t)) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
         ema.update(net, k)
         return {"loss": loss.item()}
@@ -136,12 +163,17 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
     net.train()
     history = loop.run(step)
 
-    teacher_cfg = dataclasses.replace(
-        model_cfg,
-        scheduler=SchedulerConfig(num_inference_steps=cfg.sample_steps),
-        guidance_scale=cfg.guidance_scale,
-        description=f"{model_cfg.name} rectified-flow teacher ({cfg.sample_steps} steps, CFG {cfg.guidance_scale})",
-    )
+    if start_from is None:
+        teacher_cfg = dataclasses.replace(
+            model_cfg,
+            scheduler=SchedulerConfig(num_inference_steps=cfg.sample_steps),
+            guidance_scale=cfg.guidance_scale,
+            description=f"{model_cfg.name} rectified-flow teacher ({cfg.sample_steps} steps, CFG {cfg.guidance_scale})",
+        )
+    else:  # the model keeps its own sampler and guidance
+        teacher_cfg = dataclasses.replace(
+            model_cfg, description=f"{model_cfg.name} with trained temporal layers ({cfg.trainable} trained, "
+                                   f"{cfg.steps} steps on {model_cfg.scheduler.type})")
     final = ema.model
     if cfg.fsdp:  # the whole EMA model, gathered into rank 0's CPU memory (one full copy there)
         from export.train.fsdp import full_state_dict
@@ -151,12 +183,32 @@ def train_teacher(model_cfg: ModelConfig, vae_dir: str | Path, out_dir: str | Pa
             final = TextToVideo(VideoUNet(model_cfg.unet), TextEncoder(model_cfg.text_encoder))
             final.load_state_dict(weights)
     report = {"steps": cfg.steps, "batch_size": cfg.batch_size, "world_size": rank_and_world()[1], "fsdp": cfg.fsdp,
+              "trainable": cfg.trainable, "trained_parameters": sum(p.numel() for p in trainable),
+              "objective": f"{model_cfg.scheduler.type} ({model_cfg.scheduler.prediction_type})",
+              "started_from": str(start_from) if start_from else None, "data": cfg.data or "synthetic",
+              "clips": len(pool),
               "train_seconds": round(loop.seconds, 1),
               "final_loss": sum(history["loss"][-100:]) / max(1, len(history["loss"][-100:]))}
     if loop.is_main:
         pipe = VideoPipeline(teacher_cfg, final.text_encoder, final.unet, VAEDecoder(vae), tokenizer)
         pipe.save_pretrained(out_dir / "model", extra={"training": {"stage": "teacher", **report}})
         (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-        loop.save_loss_curve(out_dir / "loss.png", "teacher (rectified flow)")
+        loop.save_loss_curve(out_dir / "loss.png", f"teacher ({report['objective']}, {cfg.trainable} trained)")
     barrier()  # the next stage reads the model on every rank
     return report
+
+
+def _trainable(net: TextToVideo, which: str, source) -> list[nn.Parameter]:
+    """Freeze what does not train; the parameters that do. `temporal` is SnapGen-V's recipe for a
+    pretrained image model: the spatial layers and the text encoder keep the checkpoint's weights."""
+    if which not in TRAINABLE:
+        raise SDKError(f"trainable must be one of {', '.join(TRAINABLE)}, got {which!r}")
+    if which == "all":
+        return [p for p in net.parameters() if p.requires_grad]
+    net.requires_grad_(False)
+    layers = net.unet.temporal.requires_grad_(True)
+    params = list(layers.parameters())
+    if not params:
+        raise SDKError(f"{source}: the model has no temporal layers to train (its plan is all 'none'; "
+                       f"import it with --plan)")
+    return params

@@ -18,7 +18,7 @@ from . import names
 
 # kind -> (key holding the version, version assumed when the key is absent (None: required), versions read)
 KINDS: dict[str, tuple[str, int | None, tuple[int, ...]]] = {
-    "manifest": ("schema_version", None, (1, 2)),
+    "manifest": ("schema_version", None, tuple(names()["package"]["reads_versions"])),
     "tokenizer": ("version", 1, tuple(names()["tokenizers"]["reads_versions"])),
     "model_index": ("format_version", None, (1,)),
     "latency_table": ("schema_version", None, (1,)),

@@ -71,8 +71,9 @@ def cmd_run(args) -> int:
     cli_args = ["--package", str(args.package), "--seed", str(args.seed)]
     if args.prompt is not None:
         cli_args += ["--prompt", args.prompt]
-    if args.threads:
-        cli_args += ["--threads", str(args.threads)]
+    for flag in ("threads", "frames", "height", "width"):
+        if getattr(args, flag):
+            cli_args += [f"--{flag}", str(getattr(args, flag))]
     if args.self_test:
         cli_args.append("--self-test")
     if args.benchmark:
@@ -115,6 +116,9 @@ def add_engine_parser(subparsers) -> None:
     r.add_argument("--seed", type=cli_types.seed, default=0, help="portable noise seed, 0 .. 2^64-1")
     r.add_argument("--out", help="frames: .npy (the exact uint8 frames [T, H, W, 3]), .mp4 or .gif")
     r.add_argument("--threads", type=cli_types.count, help="XNNPACK threads (default: ExecuTorch's)")
+    r.add_argument("--frames", type=cli_types.count, help="with --height/--width: one of the package's sizes (default: its first)")
+    r.add_argument("--height", type=cli_types.count)
+    r.add_argument("--width", type=cli_types.count)
     r.add_argument("--arch", choices=engine_build.ARCHES, default="host", help="arm64 runs under qemu (slow)")
     r.add_argument("--self-test", action="store_true", help="replay the package's test vectors (PSNR per component)")
     r.add_argument("--benchmark", metavar="F.json", help="write a pipeline-benchmark.v1 result")

@@ -1,11 +1,13 @@
-"""Step-aware UNets (DDSM): a different temporal plan per denoising step over one set of weights.
+"""Step-aware UNets (DDSM): a different UNet per denoising step.
 
-Each distinct plan is a VideoUNet view that shares the backbone modules and, slot by slot, the temporal
-layer of the same op. `for_step(i)` gives the view the pipeline runs at step i.
+A StepAwareUNet holds a few distinct views (ordinary VideoUNets) and which one each step runs. The views
+of `from_plans` differ only in their temporal plan: they share the backbone modules and, slot by slot,
+the temporal layer of the same op. Views may also be different sub-networks (export.nas.elastic.extract:
+each its own, smaller tensors). `for_step(i)` gives the view the pipeline runs at step i.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
 from torch import nn
 
@@ -16,16 +18,24 @@ BACKBONE = ("time_embedding", "conv_in", "down", "mid", "up", "norm_out", "conv_
 
 
 class StepAwareUNet(nn.Module):
-    def __init__(self, base: VideoUNet, step_specs: list[Mapping[str, str]]):
+    def __init__(self, views: Sequence[VideoUNet], step_to_view: Sequence[int], untrained_layers: Sequence[str] = ()):
         super().__init__()
+        if sorted(set(step_to_view)) != list(range(len(views))):
+            raise ValueError(f"every one of the {len(views)} views must serve a step; steps map to {list(step_to_view)}")
+        self.views = nn.ModuleList(views)
+        self.step_to_view = list(step_to_view)
+        self.untrained_layers = list(untrained_layers)  # slot=op layers made fresh (identity) for a plan
+
+    @classmethod
+    def from_plans(cls, base: VideoUNet, step_specs: list[Mapping[str, str]]) -> "StepAwareUNet":
+        """One view per distinct plan of the steps, over `base`'s backbone and temporal layers."""
         plans = [TemporalPlan.resolve(spec, base.config, source=f"plan for step {i}") for i, spec in enumerate(step_specs)]
-        self.distinct: list[TemporalPlan] = list(dict.fromkeys(plans))
-        self.step_to_plan = [self.distinct.index(p) for p in plans]
+        distinct = list(dict.fromkeys(plans))
         bank: dict[tuple[str, str], nn.Module] = {(slot, base.plan[slot]): base.temporal_layer(slot)
                                                   for slot in base.plan if base.plan[slot] != "none"}
-        self.untrained_layers: list[str] = []
+        untrained: list[str] = []
         views = []
-        for plan in self.distinct:
+        for plan in distinct:
             view = VideoUNet(base.config, plan=plan.to_dict())
             for name in BACKBONE:
                 setattr(view, name, getattr(base, name))
@@ -34,17 +44,13 @@ class StepAwareUNet(nn.Module):
                     continue
                 if (slot, op) not in bank:
                     bank[(slot, op)] = view.temporal_layer(slot)
-                    self.untrained_layers.append(f"{slot}={op}")
+                    untrained.append(f"{slot}={op}")
                 view.temporal[_slot_key(slot)] = bank[(slot, op)]
             views.append(view.eval())
-        self.views = nn.ModuleList(views)
-
-    @property
-    def step_plans(self) -> list[TemporalPlan]:
-        return [self.distinct[i] for i in self.step_to_plan]
+        return cls(views, [distinct.index(p) for p in plans], untrained)
 
     def for_step(self, step: int) -> VideoUNet:
-        return self.views[self.step_to_plan[step]]
+        return self.views[self.step_to_view[step]]
 
     def forward(self, *args, **kwargs):
-        raise TypeError("StepAwareUNet runs one plan per step: call for_step(i)(sample, timestep, hidden)")
+        raise TypeError("StepAwareUNet runs one view per step: call for_step(i)(sample, timestep, hidden)")

@@ -6,7 +6,8 @@ import java.nio.file.Paths;
 
 /**
  * Drives the JNI bridge the way the app does, for tests/test_engine_jni.py:
- *   generate PKG PROMPT SEED OUT   frames -> OUT (raw RGB8), then videoInfo, lastTimings and the steps seen
+ *   generate PKG PROMPT SEED OUT [FRAMES HEIGHT WIDTH]   frames -> OUT (raw RGB8) at the package's size (default:
+ *                                  its first), then videoInfo, lastTimings and the steps seen
  *   open PKG                       open with checksums; an EngineException prints "EngineException: ..." (exit 3)
  *   cancel PKG PROMPT SEED         a listener that stops after the first step must end in EngineException
  *   cancel-flag PKG PROMPT SEED    the same through NativeEngine.cancel (the flag checked before each program call)
@@ -25,7 +26,9 @@ public final class Harness {
 
     private static void run(String[] args) throws Exception {
         String mode = args[0];
-        long handle = NativeEngine.open(args[1], true, 2);
+        boolean sized = mode.equals("generate") && args.length == 8;
+        long handle = NativeEngine.open(args[1], true, 2, sized ? Integer.parseInt(args[5]) : 0,
+                                        sized ? Integer.parseInt(args[6]) : 0, sized ? Integer.parseInt(args[7]) : 0);
         try {
             if (mode.equals("open")) {
                 System.out.println("opened " + NativeEngine.videoInfo(handle));

@@ -155,9 +155,55 @@ Result<std::vector<TensorSpec>> parse_specs(const Package& pkg, const json& list
 Result<int> get_int(const Package& pkg, const std::string& key) {
   auto v = pkg.at(key);
   if (!v.ok()) return v.error();
-  if (!v.value()->is_number_integer() || v.value()->get<int64_t>() <= 0)
+  if (!v.value()->is_number_integer() || v.value()->get<int64_t>() <= 0 || v.value()->get<int64_t>() > (1 << 30))
     return Error{ErrorCode::kPackage, pkg.manifest_path() + ": '" + key + "' must be a positive integer"};
   return int(v.value()->get<int64_t>());
+}
+
+std::string size_str(const VideoSize& s) {
+  return std::to_string(s[0]) + "x" + std::to_string(s[1]) + "x" + std::to_string(s[2]);
+}
+
+// Where each size's video, latent, steps and decoder method are: under sizes/<i>/ (version 3), or the
+// manifest's top level for a package of one size (versions 1 and 2).
+Result<std::vector<std::string>> size_prefixes(const Package& pkg) {
+  if (!pkg.manifest().contains("sizes")) return std::vector<std::string>{""};
+  auto sizes = pkg.at("sizes");
+  if (!sizes.value()->is_array() || sizes.value()->empty())
+    return Error{ErrorCode::kPackage, pkg.manifest_path() + ": 'sizes' must be a non-empty list"};
+  for (const char* key : {"video", "latent", "steps"})  // as the Python reader checks it
+    if (pkg.manifest().value(key, json()) != (*sizes.value())[0].value(key, json()))
+      return Error{ErrorCode::kPackage, pkg.manifest_path() + ": sizes[0] must be the default size: the top-level video, latent and steps"};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < sizes.value()->size(); ++i) out.push_back("sizes/" + std::to_string(i) + "/");
+  return out;
+}
+
+// The key-path prefix of the size `options` asks for (frames, height, width; 0: the default's), and
+// every size into `sizes`; a size the package lacks is an error listing those it has.
+Result<std::string> choose_size(const Package& pkg, const OpenOptions& options, std::vector<VideoSize>& sizes) {
+  const auto listed = size_prefixes(pkg);
+  if (!listed.ok()) return listed.error();
+  const auto& prefixes = listed.value();
+  for (const auto& prefix : prefixes) {
+    VideoSize s{};
+    const char* keys[] = {"video/num_frames", "video/height", "video/width"};
+    for (size_t k = 0; k < s.size(); ++k) {
+      auto v = get_int(pkg, prefix + keys[k]);
+      if (!v.ok()) return v.error();
+      s[k] = v.value();
+    }
+    sizes.push_back(s);
+  }
+  const int asked[] = {options.frames, options.height, options.width};
+  VideoSize want = sizes[0];
+  for (size_t k = 0; k < want.size(); ++k) want[k] = asked[k] > 0 ? asked[k] : want[k];
+  const auto found = std::find(sizes.begin(), sizes.end(), want);
+  if (found != sizes.end()) return prefixes[size_t(found - sizes.begin())];
+  std::string have;
+  for (const auto& s : sizes) have += (have.empty() ? "" : ", ") + size_str(s);
+  return Error{ErrorCode::kInvalidArgument, pkg.root() + ": no size " + size_str(want) +
+                                                " (frames x height x width) in this package; it was exported for " + have};
 }
 
 }  // namespace
@@ -186,11 +232,14 @@ Result<std::unique_ptr<Engine>> Engine::open_impl(const std::string& package_dir
   info.package_name = std::filesystem::path(p.root()).filename().string();
   info.schema_version = p.manifest()["schema_version"].get<int>();
   info.manifest_sha256 = p.manifest_sha256();
+  auto size = choose_size(p, options, info.sizes);
+  if (!size.ok()) return size.error();
+  const std::string& at = size.value();  // where the chosen size's video, latent and steps are
   for (auto [key, field] : std::initializer_list<std::pair<const char*, int*>>{
            {"video/num_frames", &info.frames}, {"video/height", &info.height}, {"video/width", &info.width},
            {"video/fps", &info.fps}, {"latent/channels", &info.latent_channels},
            {"latent/height", &info.latent_height}, {"latent/width", &info.latent_width}}) {
-    auto v = get_int(p, key);
+    auto v = get_int(p, at + key);
     if (!v.ok()) return v.error();
     *field = v.value();
   }
@@ -223,9 +272,9 @@ Result<std::unique_ptr<Engine>> Engine::open_impl(const std::string& package_dir
   }
 
   // Steps: each names its UNet method, timestep and dt.
-  auto steps = p.at("steps");
+  auto steps = p.at(at + "steps");
   if (!steps.ok() || !steps.value()->is_array() || steps.value()->empty())
-    return Error{ErrorCode::kPackage, mpath + ": 'steps' must be a non-empty list"};
+    return Error{ErrorCode::kPackage, mpath + ": '" + at + "steps' must be a non-empty list"};
   for (const auto& s : *steps.value()) {
     if (!s.is_object() || !s.value("unet_method", json()).is_string() || !s.value("timestep", json()).is_number() ||
         !s.value("dt", json()).is_number())
@@ -239,8 +288,8 @@ Result<std::unique_ptr<Engine>> Engine::open_impl(const std::string& package_dir
   }
   info.steps = int(engine->step_methods_.size());
 
-  // The text encoder's and decoder's entry: their only method, or for the decoder the one sized
-  // for this video's latents.
+  // The text encoder's entry: its only method. The decoder's: the size's (version 3), else its only
+  // method or the one sized for this video's latents.
   auto pick = [&](const char* comp, auto fits) -> Result<std::string> {
     std::vector<std::string> match;
     for (const auto& [name, specs] : manifest_methods[comp])
@@ -253,7 +302,14 @@ Result<std::unique_ptr<Engine>> Engine::open_impl(const std::string& package_dir
   auto text_method = pick(names::kTextEncoder, [](const auto&) { return false; });
   if (!text_method.ok()) return text_method.error();
   engine->text_method_ = text_method.value();
-  auto dec_method = pick(names::kDecoder, [&](const std::vector<TensorSpec>& s) {
+  auto named_decoder = [&]() -> Result<std::string> {
+    auto named = p.at(at + "vae_decoder_method");
+    if (!named.ok()) return named.error();
+    if (!named.value()->is_string() || manifest_methods[names::kDecoder].count(named.value()->get<std::string>()) == 0)
+      return Error{ErrorCode::kMissingMethod, mpath + ": '" + at + "vae_decoder_method' is not among the vae_decoder's methods"};
+    return named.value()->get<std::string>();
+  };
+  auto dec_method = !at.empty() ? named_decoder() : pick(names::kDecoder, [&](const std::vector<TensorSpec>& s) {
     return s.size() == 1 && s[0].shape.size() == 4 && s[0].shape[1] == info.latent_channels &&
            s[0].shape[2] == info.latent_height && s[0].shape[3] == info.latent_width;
   });

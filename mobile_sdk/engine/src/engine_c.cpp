@@ -38,14 +38,15 @@ mvd_status out_of_memory(mvd_engine* e) {
 
 extern "C" {
 
-mvd_engine* mvd_open(const char* package_dir, int verify_checksums, int threads, char** error) {
+mvd_engine* mvd_open(const char* package_dir, int verify_checksums, int threads, int frames, int height, int width,
+                     char** error) {
   if (error != nullptr) *error = nullptr;
   try {
     if (package_dir == nullptr) {
       if (error != nullptr) *error = copy_string("mvd_open: package_dir is NULL");
       return nullptr;
     }
-    auto engine = mvd::Engine::open(package_dir, {verify_checksums != 0, threads});
+    auto engine = mvd::Engine::open(package_dir, {verify_checksums != 0, threads, frames, height, width});
     if (!engine.ok()) {
       if (error != nullptr) *error = copy_string(engine.error().message);
       return nullptr;
@@ -65,8 +66,8 @@ char* mvd_video_info(mvd_engine* e) {
   if (e == nullptr) return nullptr;
   try {
     const auto& i = e->engine->info();
-    const nlohmann::json j = {{"frames", i.frames}, {"height", i.height}, {"width", i.width},
-                              {"fps", i.fps},       {"steps", i.steps},   {"model", i.model}};
+    const nlohmann::json j = {{"frames", i.frames}, {"height", i.height}, {"width", i.width}, {"fps", i.fps},
+                              {"steps", i.steps},   {"model", i.model},   {"sizes", i.sizes}};
     return copy_string(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   } catch (const std::bad_alloc&) {
     return nullptr;

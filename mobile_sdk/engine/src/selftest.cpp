@@ -75,6 +75,8 @@ Result<std::vector<SelfTestEntry>> Engine::self_test_impl() {
       if (!ref.ok()) return ref.error();
       add_exact(key, ref.value(), portable_normal(v["seed"].get<uint64_t>(), size_t(ref->numel())));
     } else if (component == contract::PIPELINE_TEST_VECTOR) {
+      if (VideoSize{info_.frames, info_.height, info_.width} != info_.sizes.at(0))
+        return vector_error(pkg, name, "recorded at the package's default size; open the engine at that size to replay it");
       auto init = tensor("inputs", "initial_latents");
       if (!init.ok()) return init.error();
       if (seeded)  // the recorded start is the portable noise of the vector's seed

@@ -1,6 +1,7 @@
 // mvd_engine_cli: the engine on the host (and under qemu for arm64).
 //
 //   mvd_engine_cli --package P --prompt S [--seed N] --out F.npy|F.rgb [--threads N] [--no-verify]
+//                  [--frames F] [--height H] [--width W]   (one of the package's sizes; default: its first)
 //   mvd_engine_cli --package P --self-test
 //   mvd_engine_cli --package P --prompt S [--seed N] --benchmark F.json [--warmup 1] [--runs 5] [--emulated]
 //   mvd_engine_cli --noise SEED --count N [--offset K] --out F.npy      (the portable noise, float32)
@@ -106,7 +107,7 @@ int main(int argc, char** argv) {
   const std::vector<std::string> flags = {"--self-test", "--no-verify", "--emulated"};
   const std::vector<std::string> valued = {"--package", "--prompt", "--seed",  "--out",   "--threads", "--benchmark",
                                            "--warmup",  "--runs",   "--noise", "--count", "--offset",
-                                           "--tokenizer", "--prompts"};
+                                           "--tokenizer", "--prompts", "--frames", "--height", "--width"};
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
     if (std::find(flags.begin(), flags.end(), k) != flags.end()) {
@@ -162,12 +163,14 @@ int main(int argc, char** argv) {
   if (generate && !ends_with(opt["--out"], ".npy") && !ends_with(opt["--out"], ".rgb"))
     die(opt["--out"] + ": --out must end in .npy or .rgb");
   const int threads = has("--threads") ? parse_int("--threads", opt["--threads"], 1) : 0;
+  auto size_flag = [&](const char* k) { return has(k) ? parse_int(k, opt[k], 1) : 0; };
 
-  auto engine = check(mvd::Engine::open(opt["--package"], {!has("--no-verify"), threads}));
+  auto engine = check(mvd::Engine::open(opt["--package"], {!has("--no-verify"), threads, size_flag("--frames"),
+                                                           size_flag("--height"), size_flag("--width")}));
   const auto& info = engine->info();
-  std::fprintf(stderr, "package %s: model %s, %d frames %dx%d, %d steps, guidance %.2f, loaded in %.1f ms\n",
-               info.package_name.c_str(), info.model.c_str(), info.frames, info.width, info.height, info.steps,
-               info.guidance_scale, engine->load_ms());
+  std::fprintf(stderr, "package %s: model %s, %d frames %dx%d (of %zu sizes), %d steps, guidance %.2f, loaded in %.1f ms\n",
+               info.package_name.c_str(), info.model.c_str(), info.frames, info.width, info.height, info.sizes.size(),
+               info.steps, info.guidance_scale, engine->load_ms());
 
   int status = 0;
   if (self_test) {

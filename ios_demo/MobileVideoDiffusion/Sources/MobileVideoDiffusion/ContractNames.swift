@@ -2,8 +2,8 @@
 
 public enum ContractNames {
     public static let packageSchema: String = "mobile-sdk-package"
-    public static let packageSchemaVersion: Int = 2
-    public static let packageReadsVersions: [Int] = [1, 2]
+    public static let packageSchemaVersion: Int = 3
+    public static let packageReadsVersions: [Int] = [1, 2, 3]
     public static let packageSuffix: String = ".mobilepkg"
     public static let manifestFile: String = "manifest.json"
     public static let tokenizerFile: String = "tokenizer.json"

@@ -180,6 +180,23 @@ public final class MobilePackage {
         }
     }
 
+    /// Every size the package generates at, the default first (a version 1 or 2 package has one: its top level's).
+    public var sizes: [PackageSize] {
+        manifest.sizes ?? [PackageSize(video: manifest.video, latent: manifest.latent, steps: manifest.steps,
+                                       vaeDecoderMethod: ContractNames.entrySingle)]
+    }
+
+    /// The size of these frames, height and width (nil: the default size's), or an error listing the sizes it has.
+    public func size(frames: Int? = nil, height: Int? = nil, width: Int? = nil) throws -> PackageSize {
+        let all = sizes
+        let key = { (s: PackageSize) in [s.video.numFrames, s.video.height, s.video.width] }
+        let want = zip([frames, height, width], key(all[0])).map { $0 ?? $1 }
+        if let found = all.first(where: { key($0) == want }) { return found }
+        let text = { (k: [Int]) in k.map(String.init).joined(separator: "x") }
+        throw PackageError(root, "no size \(text(want)) (frames x height x width) in this package; it was exported for "
+                           + all.map { text(key($0)) }.joined(separator: ", "))
+    }
+
     /// The implementation tokenizer.json's type names (an unknown type is an error naming the file).
     public func tokenizer() throws -> any Tokenizer {
         try Tokenizers.load(contentsOf: url(for: manifest.tokenizer.file))

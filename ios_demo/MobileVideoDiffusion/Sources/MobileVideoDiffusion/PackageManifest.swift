@@ -2,7 +2,7 @@ import Foundation
 
 // The manifest.json types. Each type's `- Contract:` line names the JSON path it decodes; the SDK's
 // tests/test_ios_demo.py checks every key below against a manifest the SDK writes and against
-// mobile_sdk/contract/schemas/manifest.v2.schema.json, so a renamed key fails there, not on a phone.
+// mobile_sdk/contract/schemas/manifest.v*.schema.json, so a renamed key fails there, not on a phone.
 // Optional properties are keys that some objects (or version 1) leave out.
 
 /// What every reader checks before decoding the rest: a wrong version gets its own clear error.
@@ -17,7 +17,7 @@ struct ManifestHeader: Decodable {
     }
 }
 
-/// manifest.json of a package, schema versions 1 and 2 (ContractNames.packageReadsVersions).
+/// manifest.json of a package, schema versions 1 to 3 (ContractNames.packageReadsVersions).
 /// - Contract: manifest $
 public struct PackageManifest: Decodable {
     public let schema: String
@@ -32,18 +32,35 @@ public struct PackageManifest: Decodable {
     public let targets: Targets
     public let files: [String: FileEntry]
     public let testVectors: [String: TestVector]
-    /// Version 2 only: the portable generator that turns a seed into the initial latents.
+    /// Version 2 and later: the portable generator that turns a seed into the initial latents.
     public let noise: NoiseSpec?
+    /// Version 3: every size the package generates at, the default (the top-level video, latent, steps) first.
+    public let sizes: [PackageSize]?
 
     enum CodingKeys: String, CodingKey {
         case schema
         case schemaVersion = "schema_version"
         case sdkVersion = "sdk_version"
-        case model, video, latent, tokenizer, scheduler, steps, targets, files, noise
+        case model, video, latent, tokenizer, scheduler, steps, targets, files, noise, sizes
         case testVectors = "test_vectors"
     }
+}
 
-    /// [1, C, T, h, w]: the shape of the initial noise and of every UNet sample.
+/// One size a package generates at: `MobilePackage.size(frames:height:width:)` picks it.
+/// - Contract: manifest $.sizes[*]
+public struct PackageSize: Decodable {
+    public let video: VideoInfo
+    public let latent: LatentInfo
+    public let steps: [Step]
+    /// The VAE decoder's function at this size (the UNet's are the steps' unetMethod).
+    public let vaeDecoderMethod: String
+
+    enum CodingKeys: String, CodingKey {
+        case video, latent, steps
+        case vaeDecoderMethod = "vae_decoder_method"
+    }
+
+    /// [1, C, T, h, w]: the shape of the initial noise and of every UNet sample at this size.
     public var latentShape: [Int] { [1, latent.channels, video.numFrames, latent.height, latent.width] }
 }
 

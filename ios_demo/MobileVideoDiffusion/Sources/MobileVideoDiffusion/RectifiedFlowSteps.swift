@@ -16,17 +16,19 @@ public struct RectifiedFlowSteps {
     /// 1.0: one UNet call per step. Otherwise the empty prompt's velocity is mixed in (classifier-free guidance).
     public let guidanceScale: Double
 
-    public init(package: MobilePackage) throws {
+    /// The steps of `size` (one of `package.sizes`; nil: the default size).
+    public init(package: MobilePackage, size: PackageSize? = nil) throws {
         let manifest = package.manifest
+        let declared = (size ?? package.sizes[0]).steps
         guard manifest.scheduler.type == ContractNames.schedulerType else {
             throw PackageError(package.root.appendingPathComponent(ContractNames.manifestFile),
                                "scheduler type \"\(manifest.scheduler.type)\" is not supported "
                                + "(this reader implements \"\(ContractNames.schedulerType)\": latents += dt * velocity)")
         }
-        let steps = manifest.steps.sorted { $0.index < $1.index }
+        let steps = declared.sorted { $0.index < $1.index }
         guard !steps.isEmpty, steps.map(\.index) == Array(0..<steps.count) else {
             throw PackageError(package.root.appendingPathComponent(ContractNames.manifestFile),
-                               "steps must be numbered 0..<n, got \(manifest.steps.map(\.index))")
+                               "steps must be numbered 0..<n, got \(declared.map(\.index))")
         }
         self.entries = try steps.map {
             Entry(index: $0.index, timestep: $0.timestep, dt: $0.dt,

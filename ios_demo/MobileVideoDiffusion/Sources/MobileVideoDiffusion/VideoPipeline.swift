@@ -66,6 +66,8 @@ public struct GenerationResult {
 /// extended to video: a UNet function per temporal plan and step, per-frame decoding.
 public final class VideoPipeline: ResourceManaging {
     public let package: MobilePackage
+    /// The size this pipeline generates at (one of package.sizes).
+    public let size: PackageSize
     public let steps: RectifiedFlowSteps
     public let tokenizer: any Tokenizer
     public let configuration: PipelineConfiguration
@@ -76,9 +78,12 @@ public final class VideoPipeline: ResourceManaging {
     let vaeDecoder: CoreMLModelRunner
 
     /// Opens nothing heavy: compiles what the cache lacks (first launch only) and prepares the runners;
-    /// models load on first use, or all at once with loadResources().
-    public static func make(package: MobilePackage, configuration: PipelineConfiguration) async throws -> VideoPipeline {
-        let steps = try RectifiedFlowSteps(package: package)
+    /// models load on first use, or all at once with loadResources(). `frames`, `height`, `width` pick one of
+    /// the package's sizes (nil: the default size's; a size it lacks throws, naming those it has).
+    public static func make(package: MobilePackage, configuration: PipelineConfiguration, frames: Int? = nil,
+                            height: Int? = nil, width: Int? = nil) async throws -> VideoPipeline {
+        let size = try package.size(frames: frames, height: height, width: width)
+        let steps = try RectifiedFlowSteps(package: package, size: size)
         if let noise = package.manifest.noise, noise.generator != ContractNames.noiseGenerator {
             throw PackageError(package.root.appendingPathComponent(ContractNames.manifestFile),
                                "noise generator \"\(noise.generator)\" is not supported (this reader implements \(ContractNames.noiseGenerator))")
@@ -95,7 +100,7 @@ public final class VideoPipeline: ResourceManaging {
         for function in Set(steps.entries.map(\.function)) {
             unets[function] = try await runner(Component.unet, function)
         }
-        let vaeDecoder = try await runner(Component.vaeDecoder, ContractNames.entrySingle)
+        let vaeDecoder = try await runner(Component.vaeDecoder, size.vaeDecoderMethod)
         var planned: [String: [String: Int]]?
         if #available(iOS 17.4, macOS 14.4, *), configuration.inspectComputePlan {
             var counts: [String: [String: Int]] = [:]
@@ -105,15 +110,16 @@ public final class VideoPipeline: ResourceManaging {
             }
             planned = counts
         }
-        return VideoPipeline(package: package, steps: steps, tokenizer: try package.tokenizer(), configuration: configuration,
+        return VideoPipeline(package: package, size: size, steps: steps, tokenizer: try package.tokenizer(), configuration: configuration,
                              computeUnits: ComputeUnitsReport(requested: configuration.computeUnits, plannedOperations: planned),
                              textEncoder: textEncoder, unets: unets, vaeDecoder: vaeDecoder)
     }
 
-    private init(package: MobilePackage, steps: RectifiedFlowSteps, tokenizer: any Tokenizer, configuration: PipelineConfiguration,
-                 computeUnits: ComputeUnitsReport, textEncoder: CoreMLModelRunner, unets: [String: CoreMLModelRunner],
-                 vaeDecoder: CoreMLModelRunner) {
+    private init(package: MobilePackage, size: PackageSize, steps: RectifiedFlowSteps, tokenizer: any Tokenizer,
+                 configuration: PipelineConfiguration, computeUnits: ComputeUnitsReport, textEncoder: CoreMLModelRunner,
+                 unets: [String: CoreMLModelRunner], vaeDecoder: CoreMLModelRunner) {
         self.package = package
+        self.size = size
         self.steps = steps
         self.tokenizer = tokenizer
         self.configuration = configuration
@@ -149,13 +155,13 @@ public final class VideoPipeline: ResourceManaging {
     /// - Parameter progress: called after every model call; return false to stop (throws GenerationCancelled).
     ///   Cancelling the Task stops it too (throws CancellationError); both take effect between model calls.
     public func generate(prompt: String, seed: UInt64, progress: (PipelineProgress) -> Bool = { _ in true }) async throws -> GenerationResult {
-        let latents = PortableNoise.normal(seed: seed, count: package.manifest.latentShape.reduce(1, *))
+        let latents = PortableNoise.normal(seed: seed, count: size.latentShape.reduce(1, *))
         return try await generate(prompt: prompt, initialLatents: latents, progress: progress)
     }
 
     /// The same from given initial latents [1, C, T, h, w] (the tests replay the package's recorded ones).
     public func generate(prompt: String, initialLatents: [Float], progress: (PipelineProgress) -> Bool = { _ in true }) async throws -> GenerationResult {
-        let shape = package.manifest.latentShape
+        let shape = size.latentShape
         precondition(initialLatents.count == shape.reduce(1, *), "initial latents must have shape \(shape)")
         let clock = ContinuousClock()
         let start = clock.now
@@ -241,7 +247,7 @@ public final class VideoPipeline: ResourceManaging {
 
     /// rgb [1, 3, H, W] in [0, 1] -> 8-bit pixels: round(clamp(x, 0, 1) * 255), half to even (names.json rules.decode).
     private func toFrame(_ rgb: [Float]) throws -> RGBFrame {
-        let (height, width) = (package.manifest.video.height, package.manifest.video.width)
+        let (height, width) = (size.video.height, size.video.width)
         guard rgb.count == 3 * height * width else {
             throw PackageError(vaeDecoder.parts[0].compiledURL, "decoded \(rgb.count) values, expected 3x\(height)x\(width)")
         }

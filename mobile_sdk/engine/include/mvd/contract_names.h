@@ -7,8 +7,8 @@
 namespace mvd::contract {
 
 inline constexpr const char* PACKAGE_SCHEMA = "mobile-sdk-package";
-inline constexpr int PACKAGE_SCHEMA_VERSION = 2;
-inline constexpr std::array<int, 2> PACKAGE_READS_VERSIONS = {1, 2};
+inline constexpr int PACKAGE_SCHEMA_VERSION = 3;
+inline constexpr std::array<int, 3> PACKAGE_READS_VERSIONS = {1, 2, 3};
 inline constexpr const char* PACKAGE_SUFFIX = ".mobilepkg";
 inline constexpr const char* MANIFEST_FILE = "manifest.json";
 inline constexpr const char* TOKENIZER_FILE = "tokenizer.json";

@@ -6,6 +6,7 @@
 // across its API.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -106,12 +107,18 @@ struct Tokenizer {
 struct OpenOptions {
   bool verify_checksums = true;  // sha256 of every file against the manifest's `files`
   int threads = 0;               // XNNPACK thread pool size; 0 keeps ExecuTorch's default
+  // The size to generate at, one of the package's (VideoInfo::sizes); 0 (or less): the default size's.
+  int frames = 0, height = 0, width = 0;
 };
+
+// A size a package generates at: frames, height, width (pixels).
+using VideoSize = std::array<int, 3>;
 
 struct VideoInfo {
   std::string package_name, model;
   int schema_version = 0;
-  int frames = 0, height = 0, width = 0, fps = 0, steps = 0;
+  int frames = 0, height = 0, width = 0, fps = 0, steps = 0;  // of the size the engine was opened at
+  std::vector<VideoSize> sizes;  // every size of the package, the default first
   int latent_channels = 0, latent_height = 0, latent_width = 0;
   double guidance_scale = 1.0;
   std::string manifest_sha256;

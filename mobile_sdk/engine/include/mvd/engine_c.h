@@ -22,15 +22,19 @@ typedef int mvd_status;
 /* Called after each denoising step; return 0 to cancel, non-zero to go on. */
 typedef int (*mvd_progress_fn)(void* user, int step, int total_steps);
 
-/* Opens a package folder. On failure returns NULL and, if `error` is non-NULL, sets *error to a
- * message to free with mvd_free. threads <= 0 keeps ExecuTorch's default. */
-mvd_engine* mvd_open(const char* package_dir, int verify_checksums, int threads, char** error);
+/* Opens a package folder at one of its sizes: frames, height and width of the video (each <= 0: the
+ * default size's; mvd_video_info lists them). On failure (a size the package lacks too) returns NULL and,
+ * if `error` is non-NULL, sets *error to a message to free with mvd_free. threads <= 0 keeps ExecuTorch's
+ * default. */
+mvd_engine* mvd_open(const char* package_dir, int verify_checksums, int threads, int frames, int height, int width,
+                     char** error);
 void mvd_close(mvd_engine* engine);
 
 /* The last error message on this handle ("" if none); valid until the next call on it. */
 const char* mvd_last_error(const mvd_engine* engine);
 
-/* JSON {"frames","height","width","fps","steps","model"}; free with mvd_free. */
+/* JSON {"frames","height","width","fps","steps","model","sizes"} (sizes: [[frames, height, width], ...], the
+ * default first); free with mvd_free. */
 char* mvd_video_info(mvd_engine* engine);
 
 /* Generates RGB8 frames [frames, height, width, 3] into *rgb (free with mvd_free), *size bytes. */

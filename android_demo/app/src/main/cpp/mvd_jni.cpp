@@ -97,11 +97,12 @@ int on_progress(void* user, int step, int total) {
 extern "C" {
 
 JNIEXPORT jlong JNICALL Java_com_mobilesdk_demo_engine_NativeEngine_open(JNIEnv* env, jclass, jstring package_dir,
-                                                                         jboolean verify, jint threads) {
+                                                                         jboolean verify, jint threads, jint frames,
+                                                                         jint height, jint width) {
   std::string dir;
   if (!from_jstring(env, package_dir, &dir)) return 0;
   char* error = nullptr;
-  mvd_engine* e = mvd_open(dir.c_str(), verify ? 1 : 0, threads, &error);
+  mvd_engine* e = mvd_open(dir.c_str(), verify ? 1 : 0, threads, frames, height, width, &error);
   if (e == nullptr) {
     throw_engine(env, error != nullptr ? error : "cannot open the package (out of memory)");
     mvd_free(error);

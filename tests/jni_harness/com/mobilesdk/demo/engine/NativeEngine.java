@@ -8,7 +8,7 @@ public final class NativeEngine {
 
     private NativeEngine() {}
 
-    public static native long open(String packageDir, boolean verifyChecksums, int threads);
+    public static native long open(String packageDir, boolean verifyChecksums, int threads, int frames, int height, int width);
 
     public static native void close(long handle);
 

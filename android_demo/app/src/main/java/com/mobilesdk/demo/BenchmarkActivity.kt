@@ -8,6 +8,7 @@ import androidx.activity.compose.setContent
 import androidx.compose.material3.Text
 import androidx.lifecycle.lifecycleScope
 import com.mobilesdk.demo.engine.VideoEngine
+import com.mobilesdk.demo.engine.VideoSize
 import com.mobilesdk.demo.io.replaceAtomically
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
@@ -22,13 +23,14 @@ import java.io.File
  *       --es prompt "'a red circle moving right'" --el seed 7 --ei warmup 1 --ei runs 5 \
  *       --es out /sdcard/Android/data/com.mobilesdk.demo/files/results.json
  *
- * Optional: --ei threads N (0: the engine's default), --ez verify false (skip the sha256 check). The output
+ * Optional: --ei threads N (0: the engine's default), --ez verify false (skip the sha256 check), --ei frames F
+ * --ei height H --ei width W (one of the package's sizes; 0 or absent: the default size's). The output
  * must lie in the app's own folders (the activity is exported); the result is logged under the tag below.
  */
 class BenchmarkActivity : ComponentActivity() {
     private class Request(
         val packageDir: File, val prompt: String, val seed: Long, val warmup: Int, val runs: Int,
-        val threads: Int, val verify: Boolean, val out: File,
+        val threads: Int, val verify: Boolean, val size: VideoSize, val out: File,
     )
 
     override fun onCreate(savedInstanceState: Bundle?) {
@@ -62,7 +64,7 @@ class BenchmarkActivity : ComponentActivity() {
 
     private suspend fun benchmark(r: Request) {
         Log.i(TAG, "benchmarking ${r.packageDir}: warmup ${r.warmup}, runs ${r.runs}, seed ${r.seed}, threads ${r.threads}")
-        val json = VideoEngine.open(r.packageDir, r.verify, r.threads).use { it.benchmark(r.prompt, r.seed, r.warmup, r.runs) }
+        val json = VideoEngine.open(r.packageDir, r.verify, r.threads, r.size).use { it.benchmark(r.prompt, r.seed, r.warmup, r.runs) }
         val summary = BenchmarkResults.summarize(json)
         withContext(Dispatchers.IO) { r.out.replaceAtomically { it.writeText(json) } }
         Log.i(TAG, "results written to ${r.out.path}: $summary")
@@ -87,6 +89,7 @@ class BenchmarkActivity : ComponentActivity() {
             runs = runs,
             threads = number(extras, "threads", 0).toInt(),
             verify = extras.getBoolean("verify", true),
+            size = VideoSize(number(extras, "frames", 0).toInt(), number(extras, "height", 0).toInt(), number(extras, "width", 0).toInt()),
             out = out,
         )
     }

@@ -3,8 +3,8 @@ package com.mobilesdk.demo
 
 object ContractNames {
     const val PACKAGE_SCHEMA: String = "mobile-sdk-package"
-    const val PACKAGE_SCHEMA_VERSION: Int = 2
-    val PACKAGE_READS_VERSIONS: List<Int> = listOf(1, 2)
+    const val PACKAGE_SCHEMA_VERSION: Int = 3
+    val PACKAGE_READS_VERSIONS: List<Int> = listOf(1, 2, 3)
     const val PACKAGE_SUFFIX: String = ".mobilepkg"
     const val MANIFEST_FILE: String = "manifest.json"
     const val TOKENIZER_FILE: String = "tokenizer.json"

@@ -20,7 +20,8 @@ object NativeEngine {
         System.loadLibrary("mvd_jni")
     }
 
-    @JvmStatic external fun open(packageDir: String, verifyChecksums: Boolean, threads: Int): Long
+    /** Opens [packageDir] at one of its sizes; 0 for [frames], [height] or [width] takes the default size's. */
+    @JvmStatic external fun open(packageDir: String, verifyChecksums: Boolean, threads: Int, frames: Int, height: Int, width: Int): Long
 
     @JvmStatic external fun close(handle: Long)
 

@@ -10,7 +10,14 @@ import org.json.JSONTokener
 import java.io.Closeable
 import java.io.File
 
-/** What a package generates, from the engine's videoInfo JSON. */
+/** A size a package generates at (pixels); 0 in a field asks for the default size's value. */
+data class VideoSize(val frames: Int, val height: Int, val width: Int) {
+    companion object {
+        val DEFAULT = VideoSize(0, 0, 0)
+    }
+}
+
+/** What the opened package generates (at the size it was opened at) and every size it has, from the engine's videoInfo JSON. */
 data class VideoInfo(
     val frames: Int,
     val height: Int,
@@ -18,10 +25,14 @@ data class VideoInfo(
     val fps: Double,
     val steps: Int,
     val model: String,
+    val sizes: List<VideoSize>,
 ) {
     companion object {
         fun parse(json: String): VideoInfo = JSONObject(json).run {
-            VideoInfo(getInt("frames"), getInt("height"), getInt("width"), getDouble("fps"), getInt("steps"), getString("model"))
+            val sizes = getJSONArray("sizes").let { list ->
+                (0 until list.length()).map { i -> list.getJSONArray(i).let { VideoSize(it.getInt(0), it.getInt(1), it.getInt(2)) } }
+            }
+            VideoInfo(getInt("frames"), getInt("height"), getInt("width"), getDouble("fps"), getInt("steps"), getString("model"), sizes)
         }
     }
 }
@@ -91,10 +102,14 @@ class VideoEngine private constructor(handle: Long, val info: VideoInfo) : Close
     private fun liveHandle(): Long = handle.also { if (it == 0L) throw EngineException("the engine was closed") }
 
     companion object {
-        /** Opens a package folder; the engine checks its schema and (with [verifyChecksums]) every file's sha256. */
-        suspend fun open(packageDir: File, verifyChecksums: Boolean = true, threads: Int = 0): VideoEngine =
+        /**
+         * Opens a package folder at [size] (one of [VideoInfo.sizes]; a size it lacks is an [EngineException]
+         * naming the sizes it has); the engine checks its schema and (with [verifyChecksums]) every file's sha256.
+         */
+        suspend fun open(packageDir: File, verifyChecksums: Boolean = true, threads: Int = 0,
+                         size: VideoSize = VideoSize.DEFAULT): VideoEngine =
             withContext(Dispatchers.Default) {
-                val h = NativeEngine.open(packageDir.path, verifyChecksums, threads)
+                val h = NativeEngine.open(packageDir.path, verifyChecksums, threads, size.frames, size.height, size.width)
                 try {
                     VideoEngine(h, VideoInfo.parse(NativeEngine.videoInfo(h)))
                 } catch (e: Exception) {
