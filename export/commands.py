@@ -158,7 +158,7 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
 
         net, pipe, meta = load_supernet(args.supernet)
         cache, held_out, seed, timesteps = Path(args.supernet), meta["held_out_clips"], meta["seed"], meta["timesteps"]
-        label = "supernet validation loss (shared weights, elastic)"
+        source, weights = "supernet", "(shared weights, elastic)"
         base_weight = trained_base_weight(meta)
     else:
         from mobile_sdk.pipeline import VideoPipeline
@@ -167,7 +167,7 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
         pipe = VideoPipeline.from_pretrained(args.model or default_model_dir())
         net, held_out, seed, timesteps = pipe.unet, 16, 0, list(pipe.scheduler.timesteps)
         cache = Path(args.out).with_name(Path(args.out).stem + ".held_out")
-        label = "model validation loss (its own weights sliced, no elastic training)"
+        source, weights = "model", "(its own weights sliced, no elastic training)"
         base_weight = 0.0
     if args.preset and pipe.config.name != args.preset:
         raise SDKError(f"--preset {args.preset} does not match the model ({pipe.config.name})")
@@ -187,12 +187,12 @@ def _search_space(args, axes: tuple[str, ...], table) -> int:
     predictor = ElasticPredictor(table, blocks, space, args.table)
     constraint = ElasticConstraint(predictor, args.budget_ms, args.memory_mb * 2**20 if args.memory_mb else None)
     if (args.objective or "rollout") == "rollout":
-        objective = RolloutEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps,
-                                                label.replace("validation loss", "4-step rollout error vs the base model"),
-                                                step_sizes=pipe.scheduler.step_sizes)
+        label = f"{source} {len(timesteps)}-step rollout error vs the base model {weights}"
+        objective = RolloutEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps, label,
+                                                scheduler=pipe.scheduler)
     else:
-        objective = ElasticEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps, label,
-                                               base_weight=base_weight)
+        objective = ElasticEvaluator.from_model(net, pipe, space, cache, held_out, seed, timesteps,
+                                               f"{source} validation loss {weights}", base_weight=base_weight)
     print(f"latency table: {table.describe()}")
     print(f"space: {', '.join(axes)} ({space.genes} genes per step; resolutions "
           f"{', '.join(f'{h}x{w}' for h, w in space.resolutions if 'resolution' in axes or (h, w) == space.resolutions[0])})")

@@ -22,6 +22,7 @@ from mobile_sdk.config import load_preset
 from mobile_sdk.errors import ConfigError, SDKError
 from mobile_sdk.models import VideoUNet
 from mobile_sdk.models.step_aware import StepAwareUNet
+from mobile_sdk.scheduler import RectifiedFlowScheduler
 from tests.conftest import searched_plan
 from tests.test_latency_table import hand_table
 
@@ -278,7 +279,8 @@ def test_rollout_evaluator_scores_whole_schedules_against_the_base_model(config)
     data = {(64, 64): torch.randn(2, config.unet.in_channels, config.num_frames, 8, 8, generator=g)}
     hidden = torch.randn(2, config.text_encoder.max_length, config.unet.cross_attention_dim, generator=g)
     steps = [1.0, 0.75, 0.5, 0.25]
-    ev = RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", base=unet, step_sizes=[-0.25] * 4)
+    ev = RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", base=unet,
+                          scheduler=RectifiedFlowScheduler())
     full = space.default_row()
     small = space.encode(config.unet.temporal_plan, SubNet.smallest(config.unet), (64, 64))
     assert ev.loss(full) == 0.0  # the base model against itself
@@ -286,7 +288,7 @@ def test_rollout_evaluator_scores_whole_schedules_against_the_base_model(config)
     late = ev.loss(np.stack([full] * 3 + [small]))  # the small one only at the last step
     assert 0 < late != ev.loss(np.stack([small] + [full] * 3))  # where a step runs small matters
     with pytest.raises(SDKError, match="needs the base model"):
-        RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", step_sizes=[-0.25] * 4)
+        RolloutEvaluator(unet, space, hidden, data.__getitem__, steps, "test", scheduler=RectifiedFlowScheduler())
 
 
 # -- CLI -----------------------------------------------------------------------------------------------------

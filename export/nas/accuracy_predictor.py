@@ -185,25 +185,23 @@ class RolloutEvaluator(ElasticEvaluator):
     that compound over the steps show only here. A genome repeating one row is that sub-network run at
     every step, so uniform and step-aware candidates are scored alike."""
 
-    def __init__(self, *args, step_sizes: list[float], **kwargs):
+    def __init__(self, *args, scheduler: RectifiedFlowScheduler, **kwargs):
         super().__init__(*args, **kwargs)
         if self.base is None:
             raise SDKError("the rollout objective needs the base model to roll out against")
-        self.step_sizes = [float(d) for d in step_sizes]
-        if len(self.step_sizes) != len(self.timesteps):
-            raise SDKError(f"{len(self.step_sizes)} step sizes for {len(self.timesteps)} timesteps")
+        self.scheduler = scheduler  # the pipeline's: its step() is the update the sampler makes
         self._reference: dict[tuple[int, int], torch.Tensor] = {}
 
     @torch.no_grad()
     def _rollout(self, predict_at, noise: torch.Tensor) -> torch.Tensor:
-        """The final latents of the sampler's Euler steps, `predict_at(step)` giving each step's model."""
+        """The final latents of the scheduler's steps at `timesteps`, `predict_at(step)` giving each step's model."""
         x = noise
-        for s, (t, dt) in enumerate(zip(self.timesteps, self.step_sizes)):
+        for s, t in enumerate(self.timesteps):
             predict, out = predict_at(s), []
             for i in range(0, len(x), self.batch):
                 out.append(predict(x[i:i + self.batch], torch.full((len(x[i:i + self.batch]),), t),
                                    self.hidden[i:i + self.batch]))
-            x = x + dt * torch.cat(out)
+            x = self.scheduler.step(torch.cat(out), t, x).prev_sample
         return x
 
     def loss(self, codes: np.ndarray) -> float:
