@@ -116,7 +116,10 @@ def _weights(run: Path) -> dict:
 
 
 def _close(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    """Equal up to summation order: a gradient that is rounding noise around zero (the two ranks' average
+    against one batch's sum) still moves an Adam weight by up to a fraction of the learning rate (seen:
+    8e-6 on one discriminator conv of the distillation run), hence atol 2e-5 rather than a bitwise match."""
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-4, atol=2e-5) for k in a)
 
 
 @pytest.fixture(scope="module")

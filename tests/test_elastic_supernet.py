@@ -195,6 +195,19 @@ def test_sandwich_targets_the_shipped_few_step_model_not_the_data_alone(base, tm
         SupernetTrainConfig(base_target_weight=1.5).validate(VideoPipeline.from_pretrained(base).config)
 
 
+def test_temporal_supernet_targets_the_shipped_model_too(base, pipe, tmp_path, monkeypatch):
+    """The frozen-backbone supernet trains its plans towards the shipped model's prediction as the sandwich
+    does: drawn as the shipped plan, the supernet is the shipped model, so its loss is zero against that
+    target and not against the data's velocity."""
+    shipped = np.array(pipe.unet.plan.codes(model_blocks(pipe.config).slots))
+    monkeypatch.setattr(DynamicCostSampler, "sample", lambda self, step, rng: (shipped.copy(), -1))
+    first = {}
+    for weight in (1.0, 0.0):
+        cfg = SupernetTrainConfig(**{**SMALL_RUN, "steps": 1}, base_target_weight=weight)
+        first[weight] = train_supernet(base, tmp_path / f"sn{weight}", cfg, progress=False)["final_loss"]
+    assert first[1.0] < 1e-10 < 0.01 < first[0.0]
+
+
 def test_default_space_keeps_the_frozen_backbone_supernet(base, tmp_path):
     assert SupernetTrainConfig().space == ("temporal",) and not SupernetTrainConfig().elastic
     report = train_supernet(base, tmp_path / "sn", SupernetTrainConfig(**{**SMALL_RUN, "steps": 2}), progress=False)

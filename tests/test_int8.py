@@ -33,9 +33,9 @@ def _per_frame(decoder):
 def test_int8_demo_model_frames_pass_the_gate():
     pipe = VideoPipeline.from_pretrained(default_model_dir())
     pipe.set_progress_bar_config(disable=True)
-    calibration = capture_calibration(pipe, ["main"] * pipe.config.scheduler.num_inference_steps, default_prompts(8))
+    calibration = capture_calibration(pipe, ["main"] * pipe.config.scheduler.num_inference_steps, "main", default_prompts(8))
     unet = quantize_int8_module(pipe.unet, calibration["unet/main"])
-    decoder = quantize_int8_module(pipe.vae_decoder, calibration["vae_decoder"])
+    decoder = quantize_int8_module(pipe.vae_decoder, calibration["vae_decoder/main"])
     int8 = VideoPipeline(pipe.config, pipe.text_encoder, _OneMethod(unet), _per_frame(decoder), pipe.tokenizer)
     int8.set_progress_bar_config(disable=True)
     noise = torch.from_numpy(portable_normal(14, pipe.latent_shape()))

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from export.lowering.delegation import delegation_report
+from mobile_sdk.models.layers import GroupNorm, LayerNorm
 
 QUANTIZE_MODES = ("none", "int8")
 
@@ -40,7 +41,8 @@ def tensor_spec(name: str, t: torch.Tensor) -> dict:
 
 # PT2E annotates only these: int8 where the compute is. XNNPACKQuantizer's global config would also
 # quantize the mul/add/cat of our mean/var norms and SiLU, and int8 (x - mean)^2 rounds small-variance
-# groups to zero, so rsqrt(var + eps) explodes: the demo model's frames fell to 17 dB that way.
+# groups to zero, so rsqrt(var + eps) explodes: the demo model's frames fell to 17 dB that way. The norms'
+# own convolutions and matmuls (their means, mobile_sdk.models.layers) are left out for the same reason.
 INT8_OPS = (torch.ops.aten.conv2d.default, torch.ops.aten.linear.default)
 
 
@@ -65,6 +67,8 @@ def int8_quantizer():
     quantizer = XNNPACKQuantizer()
     for op in INT8_OPS:
         quantizer.set_operator_type(op, config)
+    for norm in (GroupNorm, LayerNorm):  # their means are convolutions / matmuls: they stay fp32
+        quantizer.set_module_type(norm, None)
     return quantizer
 
 

@@ -58,6 +58,7 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
     blocks = model_blocks(pipe.config)
     if meta.get("backbone_trained"):
         return _rank_subnets(net, pipe, meta, evaluator, blocks, Path(supernet_dir), out, n_plans, steps, seed, progress)
+    base_weight = supernet_config(meta).base_target_weight
     sampler = DynamicCostSampler(temporal_flops(blocks), n_plans, 0, seed)
     plans = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n_plans)]
     (train_pool, train_prompts), _ = supernet_pool(pipe, Path(supernet_dir), cfg["pool_clips"], meta["held_out_clips"],
@@ -76,13 +77,14 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
 
         def step(i: int, g: torch.Generator) -> dict[str, float]:
             loss = rf_loss(alone, train_pool, train_prompts, pipe.text_encoder, pipe.tokenizer, timesteps,
-                           cfg["batch_size"], g)
+                           cfg["batch_size"], g, pipe.unet, base_weight)
             optimizer_step(loss, opt, params)
             return {"loss": loss.item()}
 
         alone.train()
         loop.run(step)
-        alone_eval = SupernetEvaluator(alone, evaluator.hidden, evaluator.latents, evaluator.timesteps, seed=meta["seed"])
+        alone_eval = SupernetEvaluator(alone, evaluator.hidden, evaluator.latents, evaluator.timesteps, seed=meta["seed"],
+                                       base=pipe.unet, base_weight=base_weight)
         rows.append({"plan": TemporalPlan.from_codes(blocks.slots, codes).to_dict(),
                      "cost_bucket": k, "supernet_loss": evaluator.loss(codes), "standalone_loss": alone_eval.loss(codes)})
     sup = [r["supernet_loss"] for r in rows]

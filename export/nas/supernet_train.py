@@ -9,20 +9,21 @@ expensive end). With the **sampling warm-up**, the largest dominates early: it i
 The space (`space`, export.nas.sampling_space.AXES) decides the rest:
 
 - **temporal** alone (the default): the backbone is frozen and each iteration trains one sampled plan's
-  temporal candidates. Cost = the temporal layers' FLOPs.
+  temporal candidates. Cost = the temporal layers' FLOPs. The target is the same as below.
 - with **width** / **depth** / **resolution**: a sub-network is (plan, SubNet) and each iteration is a
   *sandwich* (slimmable networks, DDSM): the largest sub-network on the data loss, the smallest and
   `random_per_step` sub-networks drawn by the same sampler, over the whole space's cost (FLOPs of
   plan + SubNet), on the data loss mixed with **in-place distillation** from the largest one's detached
-  prediction (weight `distill_weight`), all on the same batch; gradients summed, one update. The "data"
-  target is itself mostly the shipped model's prediction (`base_target_weight`, `base_target`): the base
-  is distilled to few steps, and the data's velocity alone would undo that. The latent
+  prediction (weight `distill_weight`), all on the same batch; gradients summed, one update. The latent
   resolution is drawn per iteration from `resolutions` (every member of the sandwich shares it, so the
   distillation target fits); each resolution has its own latent pool, the same synthetic clips rendered
   at that size and encoded by the base model's VAE. The backbone trains too, at `backbone_lr_scale`
   times the candidates' rate: a width keeps the first inner channels, and those were trained only
   alongside the others, so they must learn to work alone; a low rate lets them while the full network
   (the teacher, and the sub-network the others are ranked against) stays close to the shipped model.
+
+In both, the "data" target is itself mostly the shipped model's prediction (`base_target_weight`,
+`base_target`): the base is distilled to few steps, and the data's velocity alone would undo that.
 
 Cost is FLOPs (device-independent, so one supernet serves every latency table), counted at the base
 model's own size. Timesteps are the base model's few-step schedule, where its sub-networks will run.
@@ -242,10 +243,11 @@ def supernet_config(meta: dict) -> "SupernetTrainConfig":
 
 
 def rf_loss(net, pool: torch.Tensor, prompts: list[str], text_encoder, tokenizer, timesteps: torch.Tensor,
-            batch_size: int, g: torch.Generator) -> torch.Tensor:
-    """Rectified-flow loss of the net's active plan on a random batch of the latent pool (`rf_batch`)."""
-    xt, t, hidden, target = rf_batch(pool, prompts, text_encoder, tokenizer, timesteps, batch_size, g)
-    return torch.mean((net(xt, t, hidden) - target) ** 2)
+            batch_size: int, g: torch.Generator, base=None, base_weight: float = 0.0) -> torch.Tensor:
+    """Loss of the net's active plan on a random batch of the latent pool (`rf_batch`) against the
+    supernet's target (`base_target`)."""
+    xt, t, hidden, velocity = rf_batch(pool, prompts, text_encoder, tokenizer, timesteps, batch_size, g)
+    return torch.mean((net(xt, t, hidden) - base_target(base, xt, t, hidden, velocity, base_weight)) ** 2)
 
 
 def apply_gradients(opts: list[torch.optim.Optimizer], params: list) -> None:
@@ -356,11 +358,13 @@ class _PlanTrainer:
         if not all(isinstance(b, list) for b in self.loop.state["buckets"]):
             raise SDKError(f"{out / 'checkpoint'}: written by an older version (one draw per step); delete it to start over")
         self.native = (pipe.config.height, pipe.config.width)
+        self.base = pipe.unet.eval().requires_grad_(False).to(device())  # the shipped model (net holds copies)
 
     def step(self, k: int, g: torch.Generator, rank: int, batch) -> dict[str, float]:
         codes, bucket = self.sampler.sample(k, np.random.default_rng([self.cfg.seed, k, rank]))
         self.net.set_plan(codes)
-        xt, t, hidden, target = batch(self.native, g)
+        xt, t, hidden, velocity = batch(self.native, g)
+        target = base_target(self.base, xt, t, hidden, velocity, self.cfg.base_target_weight)
         loss = torch.mean((self.net(xt, t, hidden) - target) ** 2)
         optimizer_step(loss, self.opt, self.params)
         self.loop.state["buckets"].append(all_gather_ints(bucket))  # every rank's draw of this step

@@ -39,7 +39,7 @@ def demo():
     pipe = VideoPipeline.from_pretrained(default_model_dir())
     pipe.set_progress_bar_config(disable=True)
     steps = pipe.config.scheduler.num_inference_steps
-    return pipe, capture_calibration(pipe, ["main"] * steps, default_prompts(8))
+    return pipe, capture_calibration(pipe, ["main"] * steps, "main", default_prompts(8))
 
 
 def _component(pipe, calibration, name):
@@ -47,7 +47,7 @@ def _component(pipe, calibration, name):
     if name == "unet":
         cal = calibration["unet/main"]
         return pipe.unet.eval(), cal[2], ["sample", "timestep", "encoder_hidden_states"], cal
-    cal = calibration["vae_decoder"]
+    cal = calibration["vae_decoder/main"]
     return pipe.vae_decoder.eval(), cal[0], ["latents"], cal
 
 
