@@ -99,15 +99,16 @@ def export_methods(methods: dict[str, MethodSpec], quantize: str = "none") -> di
     return exported
 
 
-def method_io(methods: dict[str, MethodSpec]) -> dict[str, dict]:
-    """method -> {"inputs": [...], "outputs": [...]} tensor specs, from one eager call."""
+def method_io(methods: dict[str, MethodSpec], exported: dict[str, torch.export.ExportedProgram]) -> dict[str, dict]:
+    """method -> {"inputs": [...], "outputs": [...]} tensor specs. Output shapes come from the exported
+    graph's metadata, not from a call: one eager call of the 0.6B UNet and decoder took 84 s of its export."""
     io = {}
-    with torch.no_grad():
-        for name, spec in methods.items():
-            outputs = spec.module(*spec.example_inputs)
-            outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-            io[name] = {"inputs": [tensor_spec(n, t) for n, t in zip(spec.input_names, spec.example_inputs)],
-                        "outputs": [tensor_spec(n, t) for n, t in zip(spec.output_names, outputs)]}
+    for name, spec in methods.items():
+        ep = exported[name]
+        user = set(ep.graph_signature.user_outputs)
+        outputs = [n.meta["val"] for n in ep.graph.output_node().args[0] if n.name in user]
+        io[name] = {"inputs": [tensor_spec(n, t) for n, t in zip(spec.input_names, spec.example_inputs)],
+                    "outputs": [tensor_spec(n, t) for n, t in zip(spec.output_names, outputs)]}
     return io
 
 
@@ -136,5 +137,7 @@ def write_program(program, path) -> None:
 def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
                   log: Callable[[str], None] = print) -> LoweredProgram:
     """The whole path in memory (small programs: tests, microbenchmarks); packages write to a file instead."""
-    program, delegation = lower_exported(export_methods(methods, quantize), log)
-    return LoweredProgram(data=program.buffer, methods=method_io(methods), delegation=delegation)
+    exported = export_methods(methods, quantize)
+    io = method_io(methods, exported)
+    program, delegation = lower_exported(exported, log)
+    return LoweredProgram(data=program.buffer, methods=io, delegation=delegation)

@@ -38,7 +38,7 @@ from mobile_sdk.pipeline import VideoPipeline
 from export.lowering.calibration import capture_calibration, default_prompts
 from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io, write_program
 from export.lowering.parity import (
-    FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, component_inputs, psnr,
+    FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, psnr,
 )
 from export.nas.elastic import subnet_of
 from export.nas.sampling_space import module_flops
@@ -294,16 +294,18 @@ def export_package(
         for comp, methods in (program_specs.items() if "executorch" in targets else ()):
             rel = component_path("executorch", comp)
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-            components[comp] = {"file": rel, "methods": method_io(methods), "quantization": component_quant[comp]}
+            step = "exporting {} ({}) with torch.export" if low_memory else "lowering {} ({}) to ExecuTorch/XNNPACK"
+            log(step.format(comp, ", ".join(methods)) + f", quantization {component_quant[comp]}")
+            exported = export_methods(methods, component_quant[comp])
+            components[comp] = {"file": rel, "methods": method_io(methods, exported), "quantization": component_quant[comp]}
             if low_memory:
-                log(f"exporting {comp} ({', '.join(methods)}) with torch.export, quantization {component_quant[comp]}")
-                deferred[comp] = _save_exported(tmp, comp, export_methods(methods, component_quant[comp]))
+                deferred[comp] = _save_exported(tmp, comp, exported)
             else:
-                log(f"lowering {comp} ({', '.join(methods)}) to ExecuTorch/XNNPACK, quantization {component_quant[comp]}")
-                program, components[comp]["delegation"] = lower_exported(export_methods(methods, component_quant[comp]), log)
+                program, components[comp]["delegation"] = lower_exported(exported, log)
                 write_program(program, tmp / rel)
                 del program
                 _log_written(tmp, rel, log)
+            del exported
 
         coreml = None
         if "coreml" in targets:
@@ -313,9 +315,8 @@ def export_package(
 
         tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
         (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-        test_vectors, eager_run = _write_test_vectors(tmp, pipe, entries, quantize, check)
+        test_vectors, eager = _write_test_vectors(tmp, pipe, entries, quantize, check)
         manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
-        references = parity_references(pipe, components, entries, eager_run) if check and "executorch" in targets else None
         if deferred:
             del program_specs, entries, calibration
             release_weights(pipe)
@@ -336,7 +337,7 @@ def export_package(
         if check and "executorch" not in targets:
             log("  --check: Core ML cannot run on this host; parity of the coreml target is a macOS test")
         elif check:  # runs the package as written (its manifest included); only the results are added
-            manifest["targets"]["executorch"]["parity"] = check_parity(tmp, references, quantize, log)
+            manifest["targets"]["executorch"]["parity"] = check_parity(tmp, eager, quantize, log)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"package written to {out}")
     if make_zip:
@@ -414,14 +415,20 @@ def _entry_vector(root: Path, comp: str, entry: Entry, outputs: tuple[torch.Tens
 @torch.no_grad()
 def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], quantize, check: bool):
     """Small recorded inputs and eager outputs of every entry that the apps' own tests replay (min PSNR
-    given), the portable noise of the seed, and the whole pipeline at the default size."""
+    given), the portable noise of the seed, and the whole pipeline at the default size. Also returns the
+    eager results --check compares the written programs against: every method's vector (each layer runs
+    once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~45 s)."""
     component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
-    (text,) = entries["text_encoder"]
-    vectors = {"text_encoder": _entry_vector(root, "text_encoder", text, text.module(*text.example),
-                                             FP32_COMPONENT_MIN_DB, prompt=TEST_PROMPT)}
-    for comp in ("unet", "vae_decoder"):
+    vectors, eager = {}, {"components": {}}
+    for comp in COMPONENTS:
         for e in entries[comp]:
-            vectors[vector_name(comp, e.name)] = _entry_vector(root, comp, e, (e.module(*e.example),), component_db)
+            outputs = e.module(*e.example)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            key = vector_name(comp, e.name)
+            extra = {"prompt": TEST_PROMPT} if comp == "text_encoder" else {}
+            min_db = FP32_COMPONENT_MIN_DB if comp == "text_encoder" else component_db
+            vectors[key] = _entry_vector(root, comp, e, outputs, min_db, **extra)
+            eager["components"][key] = (comp, e.name, e.example, outputs[0])
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
     noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
     vectors[noise_name] = {"component": noise_name, "seed": TEST_SEED, "inputs": {},
@@ -439,23 +446,8 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], quantize, c
     if small:
         e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", out.frames[0])
     vectors[pipeline_name] = e2e
-    return vectors, (noise, out)
-
-
-@torch.no_grad()
-def parity_references(pipe: VideoPipeline, components: dict, entries: dict[str, list[Entry]], eager_run) -> dict:
-    """What --check compares the written programs against, taken while `pipe` still has its weights:
-    each method's eager output on fresh random inputs of its exact shape (every layer runs once), and the
-    eager 4-step run of the pipeline test vector (`eager_run`; not repeated here)."""
-    vocab = pipe.config.text_encoder.vocab_size
-    refs: dict = {"components": {}, "pipeline": eager_run}
-    for seed, comp in enumerate(COMPONENTS, start=11):
-        for e in entries[comp]:
-            args = component_inputs(comp, components[comp]["methods"][e.name]["inputs"], vocab, seed=seed)
-            outputs = e.module(*args)
-            refs["components"][vector_name(comp, e.name)] = (comp, e.name, args,
-                                                             outputs[0] if isinstance(outputs, tuple) else outputs)
-    return refs
+    eager["pipeline"] = (noise, out)
+    return vectors, eager
 
 
 def check_parity(root: Path, refs: dict, quantize: str, log: Callable[[str], None]) -> dict:

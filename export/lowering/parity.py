@@ -9,7 +9,7 @@ import torch
 PSNR_CAP_DB = 200.0  # identical outputs; JSON has no infinity
 FP32_COMPONENT_MIN_DB = 60.0
 INT8_FRAMES_MIN_DB = 30.0
-INT8_COMPONENT_MIN_DB = 20.0  # each int8 program on random inputs: a broken one; the frames gate decides quality
+INT8_COMPONENT_MIN_DB = 20.0  # each int8 program on its test vector: a broken one; the frames gate decides quality
 
 
 def psnr(reference, test, peak: float | None = None) -> float:
@@ -23,21 +23,3 @@ def psnr(reference, test, peak: float | None = None) -> float:
     if mse == 0.0 or peak == 0.0:
         return PSNR_CAP_DB
     return min(PSNR_CAP_DB, 10.0 * math.log10(peak * peak / mse))
-
-
-def component_inputs(kind: str, spec_inputs: list[dict], vocab_size: int, seed: int) -> tuple[torch.Tensor, ...]:
-    """Fresh random inputs shaped like a method's inputs (ids are valid tokens with one EOS)."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    for s in spec_inputs:
-        shape = s["shape"]
-        if s["dtype"] == "int64":
-            ids = torch.randint(3, min(vocab_size, 259), shape, generator=g)
-            ids[:, 0], ids[:, shape[1] // 2] = 1, 2  # BOS, then one EOS
-            ids[:, shape[1] // 2 + 1 :] = 0
-            out.append(ids)
-        elif s["name"] == "timestep":
-            out.append(torch.rand(shape, generator=g))
-        else:
-            out.append(torch.randn(shape, generator=g))
-    return tuple(out)
