@@ -25,7 +25,7 @@ from export.nas.supernet import SupernetUNet, load_supernet
 from export.nas.accuracy_predictor import SupernetEvaluator
 from export.nas.finetune import finetune_extracted
 from export.nas.supernet_train import (DynamicCostSampler, elastic_space, optimizer_step, rf_loss, supernet_config,
-                                       supernet_pool, temporal_flops)
+                                       supernet_pool, temporal_flops, trained_base_weight)
 from export.nas.model_blocks import model_blocks
 from export.train.loop import TrainLoop
 
@@ -58,7 +58,7 @@ def rank_check(supernet_dir: str | Path, out_dir: str | Path, n_plans: int = 5, 
     blocks = model_blocks(pipe.config)
     if meta.get("backbone_trained"):
         return _rank_subnets(net, pipe, meta, evaluator, blocks, Path(supernet_dir), out, n_plans, steps, seed, progress)
-    base_weight = supernet_config(meta).base_target_weight
+    base_weight = trained_base_weight(meta)
     sampler = DynamicCostSampler(temporal_flops(blocks), n_plans, 0, seed)
     plans = [sampler.pools[b][np.random.default_rng(seed + b).integers(len(sampler.pools[b]))] for b in range(n_plans)]
     (train_pool, train_prompts), _ = supernet_pool(pipe, Path(supernet_dir), cfg["pool_clips"], meta["held_out_clips"],

@@ -243,7 +243,7 @@ def supernet_config(meta: dict) -> "SupernetTrainConfig":
 
 
 def rf_loss(net, pool: torch.Tensor, prompts: list[str], text_encoder, tokenizer, timesteps: torch.Tensor,
-            batch_size: int, g: torch.Generator, base=None, base_weight: float = 0.0) -> torch.Tensor:
+            batch_size: int, g: torch.Generator, base, base_weight: float) -> torch.Tensor:
     """Loss of the net's active plan on a random batch of the latent pool (`rf_batch`) against the
     supernet's target (`base_target`)."""
     xt, t, hidden, velocity = rf_batch(pool, prompts, text_encoder, tokenizer, timesteps, batch_size, g)
