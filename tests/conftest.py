@@ -5,7 +5,15 @@ import torch
 from mobile_sdk.config import load_preset
 from mobile_sdk.pipeline import VideoPipeline
 
-torch.set_num_threads(int(os.environ.get("MOBILE_SDK_TEST_THREADS", "2")))
+# Under pytest-xdist each of the two workers has a core of its own.
+torch.set_num_threads(int(os.environ.get("MOBILE_SDK_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
+
+# The suite runs on two pytest-xdist workers (README's test command: -n 2, pyproject: --dist loadgroup). The
+# tests of each expensive session fixture go to one worker, so each fixture is built once: the tiny
+# step-aware package (~3.5 min) on one, the demo package, Core ML packages and host table (~4 min) on the
+# other; the other tests are spread over both.
+FIXTURE_GROUPS = (({"step_aware_package", "tiny_engine_package", "package_copy"}, "tiny_package"),
+                  ({"demo_package", "coreml_packages", "host_run"}, "demo_coreml_host"))
 
 
 @pytest.fixture
@@ -124,10 +132,17 @@ def host_run(tmp_path_factory, tiny_blocks_session):
 FAST_PROFILE = dict(warmup=1, runs=5, threads=1, rounds=2)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Tests marked macos need Core ML's runtime; say why they are skipped elsewhere."""
+    """Tests marked macos need Core ML's runtime; say why they are skipped elsewhere. Tests of an
+    expensive session fixture share its xdist group (FIXTURE_GROUPS)."""
     import platform
 
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        group = next((name for fixtures, name in FIXTURE_GROUPS if used & fixtures), None)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))
     if platform.system() == "Darwin":
         return
     skip = pytest.mark.skip(reason="needs macOS: Core ML cannot run models on this OS")

@@ -151,8 +151,11 @@ def test_entry_names_single_plan(demo_package, coreml_packages):
         assert list(inspect_mlpackage(path / f"coreml/{comp}.mlpackage")["functions"]) == entry_names(1)
 
 
-def test_entry_names_step_aware_and_multi_size(step_aware_package, coreml_packages):
+def test_entry_names_step_aware_and_multi_size(step_aware_package):
     _check_entry_names(step_aware_package[2])
+
+
+def test_entry_names_step_aware_and_multi_size_coreml(coreml_packages):
     _, path, manifest = coreml_packages[1]
     _check_entry_names(manifest)
     from export.lowering.coreml import inspect_mlpackage

@@ -43,6 +43,15 @@ def test_ops_are_listed_and_ane_flags_come_from_the_data_file(coreml_packages):
     assert all(e["source"].startswith("https://") for e in ane_unsupported_ops())
 
 
+def test_conversion_traces_the_ane_layout_and_leaves_the_models_as_they_were(coreml_packages):
+    """The converter switches the layout in place (no copy of the weights) and switches it back."""
+    for pipe, _, manifest in coreml_packages:
+        impls = {m.impl for comp in (pipe.text_encoder, pipe.unet) for m in comp.modules() if hasattr(m, "impl")}
+        assert impls == {"default"}
+        ops = manifest["targets"]["coreml"]["components"]["unet"]["functions"]
+        assert all(fn["op_counts"].get("einsum", 0) > 0 for fn in ops.values())  # split-einsum attention: the ANE layout
+
+
 def test_metadata_is_embedded(coreml_packages):
     _, path, _ = coreml_packages[0]
     meta = inspect_mlpackage(path / "coreml/unet.mlpackage")["metadata"]

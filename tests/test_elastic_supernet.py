@@ -219,6 +219,18 @@ def test_default_space_keeps_the_frozen_backbone_supernet(base, tmp_path):
     assert torch.equal(net.conv_in.weight, pipe.unet.conv_in.weight)
 
 
+def test_rank_check_over_temporal_plans(base, tmp_path):
+    """The frozen-backbone path of rank-check: plans trained alone towards the same target, then ranked."""
+    from export.nas.supernet_rank import rank_check
+
+    train_supernet(base, tmp_path / "sn", SupernetTrainConfig(**{**SMALL_RUN, "steps": 2}), progress=False)
+    report = rank_check(tmp_path / "sn", tmp_path / "rank", n_plans=3, steps=1, progress=False)
+    assert report["plans"] == 3 and report["standalone_steps"] == 1 and report["supernet_steps"] == 2
+    assert all(np.isfinite([r["supernet_loss"], r["standalone_loss"]]).all() for r in report["rows"])
+    assert len({json.dumps(r["plan"], sort_keys=True) for r in report["rows"]}) == 3  # one plan per cost bucket
+    assert -1 <= report["kendall_tau"] <= 1 and (tmp_path / "rank" / "rank.png").exists()
+
+
 class Interrupt(Exception):
     pass
 

@@ -8,7 +8,6 @@ Core ML cannot run here, so what is checked is the spec: op types per function, 
 """
 from __future__ import annotations
 
-import copy
 import json
 import shutil
 import tempfile
@@ -22,7 +21,7 @@ import torch
 from torch import nn
 
 from mobile_sdk import __version__
-from mobile_sdk.models.layers import set_attention_implementation
+from mobile_sdk.models.layers import attention_implementation
 from mobile_sdk.quiet import native_stderr_quiet
 
 COMPRESSION_MODES = ("none", "palettize4", "palettize6", "palettize8", "linear8")
@@ -54,12 +53,13 @@ def ane_unsupported_ops() -> list[dict]:
 
 def convert(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], input_names: list[str], output_names: list[str],
             opts: CoreMLOptions, metadata: dict):
-    """Trace `module` in the ANE layout and convert it to an fp16 ML Program."""
+    """Trace `module` (in eval mode) in the ANE layout and convert it to an fp16 ML Program; `module` is
+    left in its own layout."""
     ct = _ct()
-    ane = set_attention_implementation(copy.deepcopy(module).eval(), "ane")
     inputs = [ct.TensorType(name=name, shape=tuple(x.shape), dtype=np.int32 if x.dtype == torch.int64 else np.float16)
               for name, x in zip(input_names, example_inputs)]
-    with torch.no_grad(), native_stderr_quiet():  # the tracer's warnings and the converter's progress bars
+    with torch.no_grad(), native_stderr_quiet(), attention_implementation(module.eval(), "ane") as ane:
+        # (native_stderr_quiet: the tracer's warnings and the converter's progress bars)
         traced = torch.jit.trace(ane, example_inputs, check_trace=False)
         model = ct.convert(
             traced,

@@ -12,6 +12,7 @@ callers to it; both layouts compute the same function.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -63,6 +64,19 @@ def set_attention_implementation(model: nn.Module, impl: str) -> nn.Module:
         if hasattr(m, "impl"):
             m.impl = impl
     return model
+
+
+@contextlib.contextmanager
+def attention_implementation(model: nn.Module, impl: str):
+    """`set_attention_implementation` for a `with` block, each module's own setting restored after it: a
+    converter can trace a model in the ANE layout without a deep copy (2.4 GB of weights at 0.6B)."""
+    before = {m: m.impl for m in model.modules() if hasattr(m, "impl")}
+    set_attention_implementation(model, impl)
+    try:
+        yield model
+    finally:
+        for m, old in before.items():
+            m.impl = old
 
 
 def linear_bc1s(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
