@@ -20,8 +20,9 @@ from mobile_sdk.atomic import atomic_file
 _INSTANCE = re.compile(r"\s*#\d+$")
 
 
-def op_times(etdump: Path) -> dict[str, float]:
-    """op type -> total ms over one traced execution."""
+def etdump_events(etdump: Path) -> list[tuple[str, float]]:
+    """(event name without its "#N" instance suffix, mean ms over the trace) of each timed event of a traced
+    execution, in order: the method, the delegate calls and XNNPACK's operators."""
     import warnings
 
     from executorch.devtools import Inspector
@@ -29,19 +30,21 @@ def op_times(etdump: Path) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         inspector = Inspector(etdump_path=str(etdump))
+    return [(_INSTANCE.sub("", e.name), float(sum(e.perf_data.raw)) / len(e.perf_data.raw))
+            for block in inspector.event_blocks if block.name == "Execute" for e in block.events if e.perf_data is not None]
+
+
+def op_times(etdump: Path) -> dict[str, float]:
+    """op type -> total ms over one traced execution."""
     totals: dict[str, float] = defaultdict(float)
     delegate_calls = 0.0
-    for block in inspector.event_blocks:
-        if block.name != "Execute":
+    for name, ms in etdump_events(etdump):
+        if name == "Method::execute":
             continue
-        for event in block.events:
-            if event.perf_data is None or event.name == "Method::execute":
-                continue
-            ms = float(sum(event.perf_data.raw)) / len(event.perf_data.raw)
-            if event.name == "DELEGATE_CALL":  # encloses the delegate's own op events
-                delegate_calls += ms
-            else:
-                totals[_INSTANCE.sub("", event.name)] += ms
+        if name == "DELEGATE_CALL":  # encloses the delegate's own op events
+            delegate_calls += ms
+        else:
+            totals[name] += ms
     delegated = sum(ms for op, ms in totals.items() if "(" in op)  # XNNPACK names carry a layout, "(NC, F32)"
     totals["delegate call (outside XNNPACK ops)"] = max(0.0, delegate_calls - delegated)
     return dict(totals)

@@ -36,21 +36,14 @@ def test_attention_matches_sdpa():
 
 def _xnnpack_ops(module: nn.Module, x: torch.Tensor, tmp_path) -> list[str]:
     """The XNNPACK operators one traced run of `module`'s program executes (ETDump)."""
-    import re
-    import warnings
-
-    from executorch.devtools import Inspector
-
     from export.lowering.executorch import MethodSpec, lower_program
+    from profiling.breakdown import etdump_events
     from profiling.devices import HostDevice
 
     program = tmp_path / "m.pte"
     program.write_bytes(lower_program({"forward": MethodSpec(module.eval(), (x,), ["x"], ["y"])}, log=lambda s: None).data)
     HostDevice(log=lambda s: None).run(program, 0, 1, 1, etdump=tmp_path / "m.etdp")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        inspector = Inspector(etdump_path=str(tmp_path / "m.etdp"))
-    return [re.sub(r"\s*#\d+$", "", e.name) for b in inspector.event_blocks if b.name == "Execute" for e in b.events]
+    return [name for name, _ in etdump_events(tmp_path / "m.etdp")]
 
 
 def _reshape_group_norm(x: torch.Tensor, groups: int, eps: float = 1e-5) -> torch.Tensor:

@@ -12,6 +12,7 @@ import subprocess
 import torch
 
 from export.lowering.executorch import MethodSpec, lower_program
+from profiling.breakdown import etdump_events
 from profiling.runner import build_host_runner, parse_runner_output
 
 LENGTHS = (100, 400, 1600)
@@ -32,16 +33,8 @@ class _Chain(torch.nn.Module):
 
 
 def _traced_ms(etdump) -> float:
-    import warnings
-
-    from executorch.devtools import Inspector
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        inspector = Inspector(etdump_path=str(etdump))
-    (ms,) = [statistics.mean(e.perf_data.raw) for b in inspector.event_blocks if b.name == "Execute"
-             for e in b.events if e.name == "Method::execute"]
-    return float(ms)
+    (ms,) = [ms for name, ms in etdump_events(etdump) if name == "Method::execute"]
+    return ms
 
 
 def test_per_operator_overhead(benchmark, tmp_path):
