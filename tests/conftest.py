@@ -8,7 +8,7 @@ from mobile_sdk.pipeline import VideoPipeline
 # Under pytest-xdist each of the two workers has a core of its own.
 torch.set_num_threads(int(os.environ.get("MOBILE_SDK_TEST_THREADS", "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2")))
 
-# The suite runs on two pytest-xdist workers (README's test command: -n 2, pyproject: --dist loadgroup). The
+# The suite runs on two pytest-xdist workers (README's test command: -n 2 --dist loadgroup). The
 # tests of each expensive session fixture go to one worker, so each fixture is built once: the tiny
 # step-aware package (~3.5 min) on one, the demo package, Core ML packages and host table (~4 min) on the
 # other; the other tests are spread over both.

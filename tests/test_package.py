@@ -435,3 +435,11 @@ def test_test_vector_shapes_are_checked_when_opening(pkg_copy):
     (pkg_copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(PackageError, match=r"test_vectors.vae_decoder.inputs.latents: shape \[1, 4, 4, 5\] float32 is 320 bytes"):
         open_package(pkg_copy)
+
+
+def test_shared_fixture_tests_run_in_their_xdist_group(request, step_aware_package):
+    """Under the README's `-n 2 --dist loadgroup`, a test of an expensive fixture carries its group, so xdist
+    sends it to the worker that builds that fixture (a pytest whose items ignore the group built each twice)."""
+    if request.config.getoption("dist", "no") != "loadgroup":
+        pytest.skip("runs under pytest-xdist's --dist loadgroup only")
+    assert request.node.nodeid.endswith("@tiny_package")
