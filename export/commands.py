@@ -26,7 +26,7 @@ def cmd_export(args) -> int:
                    check=args.check, make_zip=args.zip, preset=args.preset,
                    coreml_options=CoreMLOptions(deployment_target=args.coreml_target),
                    sizes=_extra_sizes(args.size, pipe.config.num_frames), latency_table=_searched_table(args.plan),
-                   overwrite=args.overwrite, low_memory=args.low_memory)
+                   overwrite=args.overwrite, low_memory=args.low_memory, overlap=args.overlap)
     return 0
 
 
@@ -309,6 +309,9 @@ def add_parsers(sub) -> None:
     e.add_argument("--low-memory", action=argparse.BooleanOptionalAction, default=None,
                    help="lower each ExecuTorch component in a process of its own after releasing the weights "
                         "(default: when the UNet's fp32 weights pass 1 GiB, e.g. snapgen-v-0.6b)")
+    e.add_argument("--overlap", action=argparse.BooleanOptionalAction, default=None,
+                   help="with --low-memory, start the workers at once, beside the eager test vectors, instead of "
+                        "after them (default: when the available memory holds a worker beside this process)")
     e.set_defaults(func=cmd_export)
 
     from export.convert.commands import add_import_parser

@@ -58,8 +58,8 @@ def step_aware_package(tmp_path_factory):
     on the full network and the last two another plan on the smallest sub-network (as `export --plan` applies
     a step-aware search: two methods, plan_0 and plan_1), at the model's size and EXTRA_SIZE (two more UNet
     methods and a second decoder method), parity-checked, with its zip. Exported the low-memory way (a worker
-    process per component, the pipeline's weights released), so that path is what the engine, contract and
-    replay tests read; the returned pipeline is a fresh copy of the same weights."""
+    process per component, started beside the test vectors; the pipeline's weights released), so that path is
+    what the engine, contract and replay tests read; the returned pipeline is a fresh copy of the same weights."""
     from export.nas.searched import apply_searched_subnets
     from export.lowering.package_writer import export_package
     from export.nas.elastic import SubNet
@@ -78,7 +78,7 @@ def step_aware_package(tmp_path_factory):
 
     path = root / "tiny.mobilepkg"
     manifest = export_package(make(), path, check=True, make_zip=True, preset="tiny", low_memory=True,
-                              sizes=[EXTRA_SIZE], log=lambda s: None)
+                              overlap=True, sizes=[EXTRA_SIZE], log=lambda s: None)
     return make(), path, manifest
 
 

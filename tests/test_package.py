@@ -244,30 +244,96 @@ def test_interrupted_export_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
 
 def test_worker_failure_names_the_component(tmp_path):
     """A component that fails in its worker process is one SDKError line naming it, not a traceback."""
-    from export.lowering.package_writer import SCRATCH, _lower_in_worker
+    from export.lowering.worker_lowering import SCRATCH, lower_in_worker
 
     (tmp_path / SCRATCH).mkdir()
     (tmp_path / SCRATCH / "unet.main.pt2").write_bytes(b"not an exported program")
     with pytest.raises(SDKError, match=r"lowering unet failed in its worker process: .+") as info:
-        _lower_in_worker(tmp_path, "unet", {"main": str(tmp_path / SCRATCH / "unet.main.pt2")}, "none", lambda s: None)
+        lower_in_worker(tmp_path, "unet", {"main": str(tmp_path / SCRATCH / "unet.main.pt2")}, "none", lambda s: None)
     assert "\n" not in str(info.value)
 
 
 def test_low_memory_export_releases_the_weights(tmp_path, monkeypatch):
-    """--low-memory frees the caller's weights before any component is lowered (that is the point)."""
-    import export.lowering.package_writer as writer
+    """--low-memory --no-overlap frees the caller's weights before any component is lowered (that is the point)."""
+    from export.lowering.worker_lowering import WorkerLowering
 
     pipe = VideoPipeline.from_preset("tiny", seed=0)
     devices = []
 
-    def worker(root, comp, *args):
+    def worker(self, comp, *args):
         devices.append(pipe.unet.conv_in.weight.device.type)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(writer, "_lower_in_worker", worker)
+    monkeypatch.setattr(WorkerLowering, "_lower", worker)
     with pytest.raises(KeyboardInterrupt):
-        export_package(pipe, tmp_path / "t.mobilepkg", low_memory=True, log=lambda s: None)
+        export_package(pipe, tmp_path / "t.mobilepkg", low_memory=True, overlap=False, log=lambda s: None)
     assert devices == ["meta"] and list(tmp_path.iterdir()) == []
+
+
+def test_overlapped_workers_stop_when_the_export_fails(tmp_path, monkeypatch):
+    """With --overlap the first worker runs while this process computes the test vectors, on one thread
+    fewer; an interrupt there terminates the worker and leaves nothing behind."""
+    import time
+
+    import export.lowering.package_writer as writer
+
+    started, seen = [], {}
+
+    class Recorded(writer.WorkerLowering):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    def interrupted(*args, **kwargs):
+        deadline = time.monotonic() + 60
+        while started[0]._proc is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        seen["threads"], seen["worker_running"] = torch.get_num_threads(), started[0]._proc.poll() is None
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writer, "WorkerLowering", Recorded)
+    monkeypatch.setattr(writer, "_write_test_vectors", interrupted)
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            export_package(VideoPipeline.from_preset("tiny", seed=0), tmp_path / "t.mobilepkg", low_memory=True,
+                           overlap=True, log=lambda s: None)
+        assert seen == {"threads": 1, "worker_running": True} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+    assert started[0]._proc.poll() is not None and list(tmp_path.iterdir()) == []
+
+
+def test_overlap_needs_the_memory_of_a_worker_beside_this_process(tmp_path):
+    from export.lowering.worker_lowering import OVERLAP_HEADROOM_BYTES, WORKER_PEAK_PER_PROGRAM_BYTE, overlap_fits
+
+    (tmp_path / "unet.pt2").write_bytes(b"x" * 1000)
+    (tmp_path / "text.pt2").write_bytes(b"x" * 10)
+    programs = {"unet": {"main": str(tmp_path / "unet.pt2")}, "text_encoder": {"main": str(tmp_path / "text.pt2")}}
+    need = WORKER_PEAK_PER_PROGRAM_BYTE * 1000 + OVERLAP_HEADROOM_BYTES
+    assert overlap_fits(programs, int(need)) and not overlap_fits(programs, int(need) - 1)
+    assert not overlap_fits(programs, None)  # no way to know (not Linux): the least memory
+
+
+def test_unet_vectors_are_the_pipelines_own_calls(step_aware_package):
+    """Each UNet entry at the default size takes its test vector from the pipeline's first call of it (no
+    extra eager call): plan_0's inputs are the pipeline's noise at step 0, plan_1's are step 2's latents;
+    the fresh pipeline reproduces both outputs from those inputs."""
+    pipe, path, manifest = step_aware_package
+    vectors = manifest["test_vectors"]
+
+    def load(spec):
+        return torch.from_numpy(np.fromfile(path / spec["file"], dtype=spec["dtype"]).reshape(spec["shape"]))
+
+    noise = load(vectors["pipeline"]["inputs"]["initial_latents"])
+    first, second = vectors["unet.plan_0"], vectors["unet.plan_1"]
+    assert torch.equal(load(first["inputs"]["sample"]), noise)
+    assert not torch.equal(load(second["inputs"]["sample"]), noise)
+    assert load(second["inputs"]["timestep"]).item() == pipe.scheduler.timesteps[2]
+    for vec, step in ((first, 0), (second, 2)):
+        with torch.no_grad():
+            out = pipe.unet_for_step(step)(*(load(vec["inputs"][n]) for n in ("sample", "timestep", "encoder_hidden_states")))
+        assert torch.allclose(out, load(vec["outputs"]["velocity"]), atol=1e-5)
 
 
 def test_cli_export_errors(tmp_path, capsys):
@@ -440,6 +506,6 @@ def test_test_vector_shapes_are_checked_when_opening(pkg_copy):
 def test_shared_fixture_tests_run_in_their_xdist_group(request, step_aware_package):
     """Under the README's `-n 2 --dist loadgroup`, a test of an expensive fixture carries its group, so xdist
     sends it to the worker that builds that fixture (a pytest whose items ignore the group built each twice)."""
-    if request.config.getoption("dist", "no") != "loadgroup":
+    if not getattr(request.config.option, "loadgroup", False):  # what xdist sets on a worker under loadgroup
         pytest.skip("runs under pytest-xdist's --dist loadgroup only")
     assert request.node.nodeid.endswith("@tiny_package")

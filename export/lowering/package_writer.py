@@ -4,14 +4,12 @@ parity gate runs there, and only a complete package is renamed into place.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
 import json
-import os
 import shutil
-import subprocess
-import sys
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -37,6 +35,9 @@ from mobile_sdk.pipeline import VideoPipeline
 
 from export.lowering.calibration import capture_calibration, default_prompts
 from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io, write_program
+from export.lowering.worker_lowering import (
+    SCRATCH, WorkerLowering, available_memory_bytes, leave_a_core, overlap_fits, save_exported,
+)
 from export.lowering.parity import (
     FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, psnr,
 )
@@ -47,9 +48,6 @@ TEST_PROMPT = "a red circle moving right"
 TEST_SEED = 7  # the noise and pipeline test vectors' seed
 (MAIN,) = entry_names(1)
 LOW_MEMORY_ABOVE_BYTES = 1 << 30  # fp32 UNet weights above which export lowers one component per process
-
-
-SCRATCH = ".scratch"  # inside the package's temporary folder: .pt2 programs waiting for a worker
 
 
 class ParityError(SDKError):
@@ -69,40 +67,6 @@ def release_weights(pipe: VideoPipeline) -> None:
 
 def _log_written(root: Path, rel: str, log: Callable[[str], None]) -> None:
     log(f"  wrote {rel} ({(root / rel).stat().st_size / 1e6:.2f} MB)")
-
-
-def _save_exported(root: Path, comp: str, exported: dict) -> dict[str, str]:
-    """Each method's ExportedProgram as a .pt2 in the scratch folder, for a worker to lower."""
-    (root / SCRATCH).mkdir(exist_ok=True)
-    paths = {}
-    for name, ep in exported.items():
-        paths[name] = str(root / SCRATCH / f"{comp}.{name}.pt2")
-        torch.export.save(ep, paths[name])
-    return paths
-
-
-def _lower_in_worker(root: Path, comp: str, programs: dict[str, str], quantize: str,
-                     log: Callable[[str], None]) -> dict:
-    """Run export.lowering.component_worker on one component; its progress lines become ours."""
-    from mobile_sdk import quiet
-
-    log(f"lowering {comp} ({', '.join(programs)}) to ExecuTorch/XNNPACK in a worker process, quantization {quantize}")
-    job = {"programs": programs, "out": str(root / component_path("executorch", comp)),
-           "report": str(root / SCRATCH / f"{comp}.delegation.json"), "quantize": quantize,
-           "quiet": quiet.is_quiet()}
-    job_path = root / SCRATCH / f"{comp}.job.json"
-    job_path.write_text(json.dumps(job))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                                     os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "export.lowering.component_worker", str(job_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    for line in proc.stdout:
-        log(line.rstrip("\n"))
-    err = proc.stderr.read().strip()
-    if proc.wait() != 0:
-        last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"
-        raise SDKError(f"lowering {comp} failed in its worker process: {last}")
-    return json.loads(Path(job["report"]).read_text())
 
 
 def tool_versions() -> dict[str, str]:
@@ -238,6 +202,7 @@ def export_package(
     coreml_options=None,
     overwrite: bool = False,
     low_memory: bool | None = None,
+    overlap: bool | None = None,
     sizes: list[tuple[int, int, int]] = (),
     log: Callable[[str], None] = print,
 ) -> dict:
@@ -250,7 +215,9 @@ def export_package(
 
     `low_memory` (default: when the UNet's fp32 weights pass 1 GiB) lowers each ExecuTorch component in a
     process of its own after releasing `pipe`'s weights (the pipeline is unusable afterwards): peak memory
-    is then about one component's lowering, not the whole model's plus it.
+    is then about one component's lowering, not the whole model's plus it. `overlap` (default: when the
+    machine's available memory holds a worker beside this process) starts those workers at once, beside the
+    eager test vectors, instead of after them: the wall time of the slower of the two, not of both.
     """
     from export.lowering.coreml import CoreMLOptions, lower_coreml
 
@@ -287,7 +254,7 @@ def export_package(
     if low_memory is None:
         low_memory = unet_fp32_bytes(pipe) > LOW_MEMORY_ABOVE_BYTES
     if low_memory and "executorch" in targets:
-        log("low-memory export: each component is lowered in a process of its own, after the weights here are released")
+        log("low-memory export: each component is lowered in a process of its own")
 
     with atomic_dir(out) as tmp:
         components, deferred = {}, {}
@@ -299,7 +266,7 @@ def export_package(
             exported = export_methods(methods, component_quant[comp])
             components[comp] = {"file": rel, "methods": method_io(methods, exported), "quantization": component_quant[comp]}
             if low_memory:
-                deferred[comp] = _save_exported(tmp, comp, exported)
+                deferred[comp] = save_exported(tmp, comp, exported)
             else:
                 program, components[comp]["delegation"] = lower_exported(exported, log)
                 write_program(program, tmp / rel)
@@ -307,23 +274,36 @@ def export_package(
                 _log_written(tmp, rel, log)
             del exported
 
-        coreml = None
-        if "coreml" in targets:
-            meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
-                    "temporal_plans": plans, "sdk_version": __version__}
-            coreml = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
+        workers = WorkerLowering(tmp, deferred, component_quant, log) if deferred else None
+        available = available_memory_bytes() if workers and overlap is None else None
+        if workers and (overlap_fits(deferred, available) if overlap is None else overlap):
+            why = "--overlap" if overlap else f"{available / 1e9:.1f} GB available"
+            log(f"the workers start now, beside the test vectors ({why})")
+            workers.start()
+        elif workers:
+            log("the workers start after the test vectors, once the weights here are released")
+        try:
+            with leave_a_core(workers):
+                coreml = None
+                if "coreml" in targets:
+                    meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
+                            "temporal_plans": plans, "sdk_version": __version__}
+                    coreml = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
 
-        tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
-        (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-        test_vectors, eager = _write_test_vectors(tmp, pipe, entries, quantize, check)
-        manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
-        if deferred:
-            del program_specs, entries, calibration
-            release_weights(pipe)
-            for comp, programs in deferred.items():
-                components[comp]["delegation"] = _lower_in_worker(tmp, comp, programs, component_quant[comp], log)
-                _log_written(tmp, components[comp]["file"], log)
-            shutil.rmtree(tmp / SCRATCH)
+                tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
+                (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
+                test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log)
+            manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
+            if workers:
+                del program_specs, entries, calibration
+                release_weights(pipe)
+                for comp, report in (workers.wait() if workers.started else workers.run()).items():
+                    components[comp]["delegation"] = report
+                    _log_written(tmp, components[comp]["file"], log)
+                shutil.rmtree(tmp / SCRATCH)
+        finally:
+            if workers:
+                workers.cancel()
         for comp in components.values():
             comp["bytes"] = (tmp / comp["file"]).stat().st_size
         if "executorch" not in targets:
@@ -412,33 +392,65 @@ def _entry_vector(root: Path, comp: str, entry: Entry, outputs: tuple[torch.Tens
             "min_psnr_db": min_db}
 
 
+@contextlib.contextmanager
+def _first_unet_calls(entries: list[Entry], size: tuple[int, int, int]):
+    """{entry name: (inputs, outputs)} of the first call of each UNet entry at `size` during the block: the
+    pipeline's own call stands as the entry's test vector (one eager 0.6B call fewer per entry). Only
+    where the entry runs its view as it is (rectified flow); a DDIM entry wraps it and is called apart."""
+    calls: dict[str, tuple] = {}
+    hooks = []
+    for e in entries:
+        if e.size != size or e.module is not e.view:
+            continue
+
+        def record(module, args, output, name=e.name, shapes=[tuple(x.shape) for x in e.example]):
+            if name not in calls and [tuple(x.shape) for x in args] == shapes:
+                calls[name] = (tuple(x.clone() for x in args), (output.clone(),))
+
+        hooks.append(e.view.register_forward_hook(record))
+    try:
+        yield calls
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 @torch.no_grad()
-def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], quantize, check: bool):
+def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tuple[int, int, int], quantize,
+                        check: bool, log: Callable[[str], None]):
     """Small recorded inputs and eager outputs of every entry that the apps' own tests replay (min PSNR
     given), the portable noise of the seed, and the whole pipeline at the default size. Also returns the
     eager results --check compares the written programs against: every method's vector (each layer runs
-    once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~45 s)."""
-    component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
-    vectors, eager = {}, {"components": {}}
-    for comp in COMPONENTS:
-        for e in entries[comp]:
-            outputs = e.module(*e.example)
-            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-            key = vector_name(comp, e.name)
-            extra = {"prompt": TEST_PROMPT} if comp == "text_encoder" else {}
-            min_db = FP32_COMPONENT_MIN_DB if comp == "text_encoder" else component_db
-            vectors[key] = _entry_vector(root, comp, e, outputs, min_db, **extra)
-            eager["components"][key] = (comp, e.name, e.example, outputs[0])
+    once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~45 s).
+    A UNet entry the pipeline runs takes its vector from the pipeline's first call of it."""
+    log("computing the test vectors: the 4-step pipeline and every entry, in eager PyTorch")
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
     noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
-    vectors[noise_name] = {"component": noise_name, "seed": TEST_SEED, "inputs": {},
-                           "outputs": {"noise": _write_tensor(root, noise_name, noise)}, "exact": True}
     pipe.set_progress_bar_config(disable=True)
     # Frames go into the vector up to 1 MB; larger ones are decoded only for --check (the 0.6B model's
     # sixteen 512x320 frames take minutes in eager PyTorch).
     cfg = pipe.config
     small = cfg.num_frames * cfg.height * cfg.width * 3 <= 1 << 20
-    out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="np" if small or check else "latent")
+    with _first_unet_calls(entries["unet"], default) as pipeline_calls:
+        out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="np" if small or check else "latent")
+
+    component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
+    vectors, eager = {}, {"components": {}}
+    for comp in COMPONENTS:
+        for e in entries[comp]:
+            if e.name in pipeline_calls and comp == "unet":
+                example, outputs = pipeline_calls[e.name]
+                e = dataclasses.replace(e, example=example)
+            else:
+                outputs = e.module(*e.example)
+                outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            key = vector_name(comp, e.name)
+            extra = {"prompt": TEST_PROMPT} if comp == "text_encoder" else {}
+            min_db = FP32_COMPONENT_MIN_DB if comp == "text_encoder" else component_db
+            vectors[key] = _entry_vector(root, comp, e, outputs, min_db, **extra)
+            eager["components"][key] = (comp, e.name, e.example, outputs[0])
+    vectors[noise_name] = {"component": noise_name, "seed": TEST_SEED, "inputs": {},
+                           "outputs": {"noise": _write_tensor(root, noise_name, noise)}, "exact": True}
     e2e = {"component": pipeline_name, "prompt": TEST_PROMPT, "seed": TEST_SEED,
            "inputs": {"initial_latents": _write_tensor(root, "pipeline.initial_latents", noise)},
            "outputs": {"final_latents": _write_tensor(root, "pipeline.final_latents", out.latents)},

@@ -4,7 +4,8 @@ UNet call, one decoded frame, and the 4-step video, from its ExecuTorch package 
 Long: the export alone takes many minutes on 2 cores. Reuse packages you already have:
     BENCH_0P6B_PACKAGE=out/0p6b.mobilepkg [BENCH_0P6B_INT8_PACKAGE=out/0p6b-int8.mobilepkg] \\
     pytest tests/benchmarks/test_bench_0p6b.py --benchmark-only --benchmark-json=out/0p6b.json
-Without BENCH_0P6B_PACKAGE the export benchmark writes one (low-memory mode, the default at this size).
+Without BENCH_0P6B_PACKAGE the export benchmark writes one (low-memory mode, the default at this size, with
+its workers beside the test vectors when the memory allows).
 Peak memory is the largest sum of RSS over the exporting process and its workers, sampled every 0.2 s.
 """
 import os
@@ -26,15 +27,16 @@ EXPORT: dict = {}  # the `package` fixture's export measurement, when it ran one
 
 
 def _tree_rss_bytes(pid: int) -> int:
-    """RSS of `pid` and all its descendants (workers included)."""
+    """RSS of `pid` and all its descendants (workers included, also those a background thread started:
+    each thread lists its own children)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
             with open(f"/proc/{p}/status") as f:
                 total += next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
-            with open(f"/proc/{p}/task/{p}/children") as f:
-                todo += [int(c) for c in f.read().split()]
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
         except (OSError, StopIteration):
             continue
     return total
