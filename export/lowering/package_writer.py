@@ -297,6 +297,8 @@ def export_package(
             if workers:
                 del program_specs, entries, calibration
                 release_weights(pipe)
+                if workers.started:
+                    workers.add_lane()  # the core the test vectors used: the next component beside the first
                 for comp, report in (workers.wait() if workers.started else workers.run()).items():
                     components[comp]["delegation"] = report
                     _log_written(tmp, components[comp]["file"], log)

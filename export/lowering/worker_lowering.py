@@ -1,9 +1,10 @@
 """Lower components in worker processes (`export.lowering.component_worker`), one at a time.
 
-The exporting process saves each component's torch.export programs and then either lowers them after it
-has released its own weights (the least memory), or, when the machine has the memory for a worker beside
-it, starts the workers at once, in the background, while it computes the eager test vectors (minutes at
-0.6B, on the cores the single-threaded lowering leaves idle).
+The exporting process saves each component's torch.export programs and then either lowers them one at a
+time after it has released its own weights (the least memory), or, when the machine has the memory for a
+worker beside it, starts the largest component's worker at once, in the background, while it computes the
+eager test vectors (minutes at 0.6B, on the core the single-threaded lowering leaves idle), and once those
+are done and its weights released, lowers the other components on that core, beside the first.
 """
 from __future__ import annotations
 
@@ -51,59 +52,80 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+def _program_bytes(methods: dict[str, str]) -> int:
+    return sum(Path(p).stat().st_size for p in methods.values())
+
+
 def overlap_fits(programs: dict[str, dict[str, str]], available: int | None) -> bool:
     """Whether a worker lowering the largest component fits beside the exporting process."""
-    largest = max(sum(Path(p).stat().st_size for p in paths.values()) for paths in programs.values())
+    largest = max(_program_bytes(paths) for paths in programs.values())
     return available is not None and available >= WORKER_PEAK_PER_PROGRAM_BYTE * largest + OVERLAP_HEADROOM_BYTES
 
 
 class WorkerLowering:
-    """Lowers each component of `programs` ({component: {method: .pt2 path}}) in a worker of its own, in
-    turn: `run()` here and now, or `start()` in a background thread, then `wait()` for the delegation
-    reports. `cancel()` stops a started one (its worker is terminated): call it when the export fails."""
+    """Lowers each component of `programs` ({component: {method: .pt2 path}}) in a worker of its own, the
+    largest first: `run()` here and now, one at a time, or `start()` in a background lane and, once this
+    process has freed a core and its weights, `add_lane()` for a second worker beside the first; then
+    `wait()` for the delegation reports. `cancel()` terminates running workers: call it when the export fails."""
 
     def __init__(self, root: Path, programs: dict[str, dict[str, str]], quantize: dict[str, str],
                  log: Callable[[str], None]):
         self.root, self.programs, self.quantize, self.log = root, programs, quantize, log
         self.reports: dict[str, dict] = {}
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
-        self._proc: subprocess.Popen | None = None
+        self._queue = sorted(programs, key=lambda c: _program_bytes(programs[c]), reverse=True)
+        self._errors: list[BaseException] = []
+        self._lanes: list[threading.Thread] = []
+        self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled = threading.Event()
-        self._lock = threading.Lock()  # a worker starts either before cancel() (which stops it) or not at all
+        self._lock = threading.Lock()  # guards the queue, and a worker starts either before cancel() or not at all
 
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return bool(self._lanes)
 
     def run(self) -> dict[str, dict]:
-        for comp, methods in self.programs.items():
-            self.reports[comp] = self._lower(comp, methods)
+        while (comp := self._next()) is not None:
+            self.reports[comp] = self._lower(comp, self.programs[comp])
         return self.reports
 
+    def _next(self) -> str | None:
+        with self._lock:
+            return self._queue.pop(0) if self._queue and not self._errors else None
+
     def start(self) -> None:
+        self.add_lane()
+
+    def add_lane(self) -> None:
+        """One more background lane taking components from the queue (none if the queue is empty)."""
+        if not self._queue:
+            return
+
         def body():
             try:
                 self.run()
             except BaseException as e:  # re-raised in the exporting thread by wait()
-                self._error = e
+                with self._lock:
+                    self._errors.append(e)
 
-        self._thread = threading.Thread(target=body, name="worker-lowering", daemon=True)
-        self._thread.start()
+        lane = threading.Thread(target=body, name=f"worker-lowering-{len(self._lanes)}", daemon=True)
+        self._lanes.append(lane)
+        lane.start()
 
     def wait(self) -> dict[str, dict]:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
+        for lane in self._lanes:
+            lane.join()
+        if self._errors:
+            raise self._errors[0]
         return self.reports
 
     def cancel(self) -> None:
         with self._lock:
             self._cancelled.set()
-            if self._proc is not None and self._proc.poll() is None:
-                self._proc.terminate()
-        if self._thread is not None:
-            self._thread.join()
+            for proc in self._procs.values():
+                if proc.poll() is None:
+                    proc.terminate()
+        for lane in self._lanes:
+            lane.join()
 
     def _lower(self, comp: str, methods: dict[str, str]) -> dict:
         """One worker; its progress lines become ours, its stderr goes to a file (a pipe could fill and stall it)."""
@@ -123,11 +145,12 @@ class WorkerLowering:
             with self._lock:
                 if self._cancelled.is_set():
                     raise SDKError(f"lowering {comp} was cancelled")
-                self._proc = subprocess.Popen([sys.executable, "-m", "export.lowering.component_worker", str(job_path)],
-                                              stdout=subprocess.PIPE, stderr=err, text=True, env=env)
-            for line in self._proc.stdout:
-                self.log(line.rstrip("\n"))
-            code = self._proc.wait()
+                proc = self._procs[comp] = subprocess.Popen(
+                    [sys.executable, "-m", "export.lowering.component_worker", str(job_path)],
+                    stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            for line in proc.stdout:
+                self.log(f"  [{comp}] {line.strip()}")  # two lanes may interleave
+            code = proc.wait()
             err.seek(0)
             lines = err.read().strip().splitlines()
         if self._cancelled.is_set():
