@@ -244,12 +244,14 @@ def test_interrupted_export_leaves_nothing(tmp_path, tiny_pipe, monkeypatch):
 
 def test_worker_failure_names_the_component(tmp_path):
     """A component that fails in its worker process is one SDKError line naming it, not a traceback."""
-    from export.lowering.worker_lowering import SCRATCH, lower_in_worker
+    from export.lowering.worker_lowering import SCRATCH, WorkerLowering
 
     (tmp_path / SCRATCH).mkdir()
     (tmp_path / SCRATCH / "unet.main.pt2").write_bytes(b"not an exported program")
+    workers = WorkerLowering(tmp_path, {"unet": {"main": str(tmp_path / SCRATCH / "unet.main.pt2")}}, {"unet": "none"},
+                             lambda s: None)
     with pytest.raises(SDKError, match=r"lowering unet failed in its worker process: .+") as info:
-        lower_in_worker(tmp_path, "unet", {"main": str(tmp_path / SCRATCH / "unet.main.pt2")}, "none", lambda s: None)
+        workers.run()
     assert "\n" not in str(info.value)
 
 
@@ -294,6 +296,7 @@ def test_overlapped_workers_stop_when_the_export_fails(tmp_path, monkeypatch):
 
     monkeypatch.setattr(writer, "WorkerLowering", Recorded)
     monkeypatch.setattr(writer, "_write_test_vectors", interrupted)
+    before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -301,13 +304,15 @@ def test_overlapped_workers_stop_when_the_export_fails(tmp_path, monkeypatch):
                            overlap=True, log=lambda s: None)
         assert seen == {"threads": 1, "worker_running": True} and torch.get_num_threads() == 2
     finally:
-        torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+        torch.set_num_threads(before)
     assert list(started[0]._procs) == ["unet"]  # the largest first
     assert all(p.poll() is not None for p in started[0]._procs.values()) and list(tmp_path.iterdir()) == []
 
 
 def test_overlap_needs_the_memory_of_a_worker_beside_this_process(tmp_path):
-    from export.lowering.worker_lowering import OVERLAP_HEADROOM_BYTES, WORKER_PEAK_PER_PROGRAM_BYTE, overlap_fits
+    from export.lowering.worker_lowering import (
+        OVERLAP_HEADROOM_BYTES, WORKER_PEAK_PER_PROGRAM_BYTE, overlap_fits, overlap_reason,
+    )
 
     (tmp_path / "unet.pt2").write_bytes(b"x" * 1000)
     (tmp_path / "text.pt2").write_bytes(b"x" * 10)
@@ -315,6 +320,7 @@ def test_overlap_needs_the_memory_of_a_worker_beside_this_process(tmp_path):
     need = WORKER_PEAK_PER_PROGRAM_BYTE * 1000 + OVERLAP_HEADROOM_BYTES
     assert overlap_fits(programs, int(need)) and not overlap_fits(programs, int(need) - 1)
     assert not overlap_fits(programs, None)  # no way to know (not Linux): the least memory
+    assert overlap_reason(programs, True) == "--overlap" and overlap_reason(programs, False) is None
 
 
 def test_unet_vectors_are_the_pipelines_own_calls(step_aware_package):

@@ -36,7 +36,7 @@ from mobile_sdk.pipeline import VideoPipeline
 from export.lowering.calibration import capture_calibration, default_prompts
 from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io, write_program
 from export.lowering.worker_lowering import (
-    SCRATCH, WorkerLowering, available_memory_bytes, leave_a_core, overlap_fits, save_exported,
+    SCRATCH, WorkerLowering, leave_a_core, overlap_reason, save_exported,
 )
 from export.lowering.parity import (
     FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, psnr,
@@ -275,9 +275,8 @@ def export_package(
             del exported
 
         workers = WorkerLowering(tmp, deferred, component_quant, log) if deferred else None
-        available = available_memory_bytes() if workers and overlap is None else None
-        if workers and (overlap_fits(deferred, available) if overlap is None else overlap):
-            why = "--overlap" if overlap else f"{available / 1e9:.1f} GB available"
+        why = overlap_reason(deferred, overlap) if workers else None
+        if why:
             log(f"the workers start now, beside the test vectors ({why})")
             workers.start()
         elif workers:
@@ -440,7 +439,7 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
     vectors, eager = {}, {"components": {}}
     for comp in COMPONENTS:
         for e in entries[comp]:
-            if e.name in pipeline_calls and comp == "unet":
+            if comp == "unet" and e.name in pipeline_calls:
                 example, outputs = pipeline_calls[e.name]
                 e = dataclasses.replace(e, example=example)
             else:

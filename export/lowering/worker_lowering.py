@@ -62,6 +62,15 @@ def overlap_fits(programs: dict[str, dict[str, str]], available: int | None) -> 
     return available is not None and available >= WORKER_PEAK_PER_PROGRAM_BYTE * largest + OVERLAP_HEADROOM_BYTES
 
 
+def overlap_reason(programs: dict[str, dict[str, str]], overlap: bool | None) -> str | None:
+    """Why the workers start beside the test vectors (`--overlap`, or the memory available), or None: they wait
+    until the weights here are released. `overlap` None decides by the memory."""
+    if overlap is not None:
+        return "--overlap" if overlap else None
+    available = available_memory_bytes()
+    return f"{available / 1e9:.1f} GB available" if overlap_fits(programs, available) else None
+
+
 class WorkerLowering:
     """Lowers each component of `programs` ({component: {method: .pt2 path}}) in a worker of its own, the
     largest first: `run()` here and now, one at a time, or `start()` in a background lane and, once this
@@ -172,7 +181,3 @@ def leave_a_core(workers: WorkerLowering | None):
     finally:
         torch.set_num_threads(before)
 
-
-def lower_in_worker(root: Path, comp: str, methods: dict[str, str], quantize: str, log: Callable[[str], None]) -> dict:
-    """One component's delegation report, lowered in a worker now."""
-    return WorkerLowering(root, {comp: methods}, {comp: quantize}, log).run()[comp]
