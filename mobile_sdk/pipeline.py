@@ -190,7 +190,7 @@ class VideoPipeline:
         start = time.perf_counter()
         for i, t in enumerate(tqdm(self.scheduler.timesteps, desc="denoising", disable=not self._progress)):
             t_batch = torch.full((len(prompts),), t, dtype=torch.float32)
-            unet = self.scheduler.velocity_model(self.unet_for_step(i))
+            unet = self.velocity_for_step(i)
             velocity = unet(latents, t_batch, hidden)
             if uncond is not None:  # classifier-free guidance, as two calls so fixed-batch programs work too
                 v_uncond = unet(latents, t_batch, uncond)
@@ -218,6 +218,10 @@ class VideoPipeline:
     def unet_for_step(self, step: int):
         """The UNet of denoising step `step` (step-aware models run a different plan per step)."""
         return self.unet.for_step(step) if hasattr(self.unet, "for_step") else self.unet
+
+    def velocity_for_step(self, step: int):
+        """What step `step` calls for the velocity: its UNet, converted by the scheduler (DDIM's)."""
+        return self.scheduler.velocity_model(self.unet_for_step(step))
 
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """[B, C, T, h, w] latents -> uint8 [B, T, H, W, 3], in chunks the decoder accepts."""

@@ -28,6 +28,17 @@ def tiny_pipe():
     return pipe
 
 
+class CallRecorder:
+    """Calls `fn` and keeps each call's inputs: what a pipeline feeds a component."""
+
+    def __init__(self, fn):
+        self.fn, self.calls = fn, []
+
+    def __call__(self, *args):
+        self.calls.append(tuple(a.clone() for a in args))
+        return self.fn(*args)
+
+
 def randomize_temporal(unet, seed: int = 0) -> None:
     """Give the zero-initialised temporal layers non-zero weights, so tests can see them act."""
     g = torch.Generator().manual_seed(seed)

@@ -6,8 +6,8 @@ this checks the trained model, in simulated int8 (the PT2E module XNNPACK lowers
 import pytest
 import torch
 
-from export.lowering.calibration import capture_calibration, default_prompts
-from export.lowering.executorch import quantize_int8_module
+from export.lowering.calibration import default_prompts, observe_pipeline_runs
+from export.lowering.executorch import convert_int8, prepare_int8
 from export.lowering.parity import INT8_FRAMES_MIN_DB, psnr
 from mobile_sdk.noise import portable_normal
 from mobile_sdk.pipeline import VideoPipeline
@@ -33,9 +33,13 @@ def _per_frame(decoder):
 def test_int8_demo_model_frames_pass_the_gate():
     pipe = VideoPipeline.from_pretrained(default_model_dir())
     pipe.set_progress_bar_config(disable=True)
-    calibration = capture_calibration(pipe, ["main"] * pipe.config.scheduler.num_inference_steps, "main", default_prompts(8))
-    unet = quantize_int8_module(pipe.unet, calibration["unet/main"])
-    decoder = quantize_int8_module(pipe.vae_decoder, calibration["vae_decoder/main"])
+    _, c, _, h, w = pipe.latent_shape()
+    with torch.no_grad():
+        hidden = pipe.text_encoder(pipe.tokenizer(PROMPTS[:1]))[0]
+    unet = prepare_int8(pipe.unet, (torch.randn(pipe.latent_shape()), torch.ones(1), hidden))
+    decoder = prepare_int8(pipe.vae_decoder, (torch.randn(1, c, h, w),))
+    observe_pipeline_runs(pipe, [unet] * pipe.config.scheduler.num_inference_steps, decoder, default_prompts(8))
+    unet, decoder = convert_int8(unet), convert_int8(decoder)
     int8 = VideoPipeline(pipe.config, pipe.text_encoder, _OneMethod(unet), _per_frame(decoder), pipe.tokenizer)
     int8.set_progress_bar_config(disable=True)
     noise = torch.from_numpy(portable_normal(14, pipe.latent_shape()))

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from export.lowering.package_writer import export_package
+from export.lowering.worker_lowering import save_exported
 from mobile_sdk.cli import main
 from mobile_sdk.errors import SDKError
 from mobile_sdk.package import SCHEMA_VERSION, PackageError, open_package
@@ -20,7 +21,7 @@ from mobile_sdk.runtime import pipeline_from_package
 from mobile_sdk.config import load_preset
 from mobile_sdk.package import format_size
 from export.nas.elastic import SubNet
-from tests.conftest import EXTRA_SIZE
+from tests.conftest import EXTRA_SIZE, CallRecorder
 from tests.engine_fixtures import engine_cli  # noqa: F401 - fixture
 
 EXTRA = format_size(EXTRA_SIZE)
@@ -309,6 +310,44 @@ def test_overlapped_workers_stop_when_the_export_fails(tmp_path, monkeypatch):
     assert all(p.poll() is not None for p in started[0]._procs.values()) and list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_worker_stops_the_test_vectors_at_once(tmp_path, monkeypatch):
+    """A background worker that fails (here its program is unreadable) ends the export at the next step of
+    the eager test vectors, with the worker's error, not after all of them (minutes at 0.6B)."""
+    import time
+
+    import export.lowering.package_writer as writer
+
+    started, steps = [], []
+
+    class Recorded(writer.WorkerLowering):
+        def start(self):
+            started.append(self)
+            super().start()
+
+    def unreadable(root, comp, exported):
+        paths = save_exported(root, comp, exported)
+        if comp == "unet":
+            Path(paths["main"]).write_bytes(b"not a program")
+        return paths
+
+    pipe = VideoPipeline.from_preset("tiny", seed=0)
+    real = pipe.velocity_for_step
+
+    def step_after_the_failure(i):
+        steps.append(i)
+        deadline = time.monotonic() + 120
+        while not started[0]._errors and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return real(i)
+
+    monkeypatch.setattr(writer, "WorkerLowering", Recorded)
+    monkeypatch.setattr(writer, "save_exported", unreadable)
+    monkeypatch.setattr(pipe, "velocity_for_step", step_after_the_failure)
+    with pytest.raises(SDKError, match="lowering unet failed in its worker process: .*"):
+        export_package(pipe, tmp_path / "t.mobilepkg", low_memory=True, overlap=True, log=lambda s: None)
+    assert steps == [0] and list(tmp_path.iterdir()) == []
+
+
 def test_overlap_needs_the_memory_of_a_worker_beside_this_process(tmp_path):
     from export.lowering.worker_lowering import (
         OVERLAP_HEADROOM_BYTES, WORKER_PEAK_PER_PROGRAM_BYTE, overlap_fits, overlap_reason,
@@ -359,18 +398,42 @@ def test_cli_export_errors(tmp_path, capsys):
     assert "no such package" in capsys.readouterr().err
 
 
-def test_calibration_captures_every_step(tiny_pipe):
-    from export.lowering.calibration import capture_calibration
+def test_calibration_observes_each_step_where_the_pipeline_calls_it(tiny_pipe):
+    from export.lowering.calibration import observe_pipeline_runs
 
     prompts = ["a red circle moving right", "a blue square moving up"]
-    calib = capture_calibration(tiny_pipe, ["main"] * 4, "main", prompts)
-    timesteps = sorted({round(float(args[1]), 4) for args in calib["unet/main"]})
-    assert timesteps == [0.25, 0.5, 0.75, 1.0]
-    assert len(calib["unet/main"]) == 8 and len(calib["text_encoder/main"]) == 2
-    assert all(z[0].shape == (1, 4, 4, 4) for z in calib["vae_decoder/main"])
-    sized = capture_calibration(tiny_pipe, ["main__2x16x32"] * 4, "main__1x16x32", prompts, size=(2, 16, 32))
-    assert all(x.shape == (1, 4, 2, 2, 4) for x, _, _ in sized["unet/main__2x16x32"])
-    assert all(z[0].shape == (1, 4, 2, 4) for z in sized["vae_decoder/main__1x16x32"])
+    steps = [CallRecorder(tiny_pipe.velocity_for_step(i)) for i in range(4)]
+    decoder = CallRecorder(tiny_pipe.vae_decoder)
+    observe_pipeline_runs(tiny_pipe, steps, decoder, prompts, max_decoder_frames=3)
+    assert [[round(float(args[1]), 4) for args in s.calls] for s in steps] == [[1.0] * 2, [0.75] * 2, [0.5] * 2, [0.25] * 2]
+    # the observers computed the steps, and the decoded frames are spread over both runs (2 x 4 frames, every 2nd)
+    second = tiny_pipe(prompts[1], generator=torch.Generator().manual_seed(1), output_type="latent").latents
+    assert len(decoder.calls) == 4 and all(z.shape == (1, 4, 4, 4) for z, in decoder.calls)
+    assert torch.allclose(decoder.calls[2][0], second[:, :, 0]) and torch.allclose(decoder.calls[3][0], second[:, :, 2])
+    sized = [CallRecorder(tiny_pipe.velocity_for_step(i)) for i in range(4)]
+    sized_decoder = CallRecorder(tiny_pipe.vae_decoder)
+    observe_pipeline_runs(tiny_pipe, sized, sized_decoder, prompts[:1], size=(2, 16, 32))
+    assert all(s.calls[0][0].shape == (1, 4, 2, 2, 4) for s in sized)
+    assert [z.shape for z, in sized_decoder.calls] == [(1, 4, 2, 4)] * 2
+    with pytest.raises(ValueError, match="3 step observers for 4 denoising steps"):
+        observe_pipeline_runs(tiny_pipe, sized[:3], sized_decoder, prompts)
+
+
+def test_observing_the_pipeline_calibrates_as_replaying_its_calls(tiny_pipe):
+    """int8 observers in the UNet's place see what the float pipeline feeds it: their ranges are those of
+    replaying the float pipeline's recorded calls (the old two-pass calibration)."""
+    from export.lowering.calibration import observe_pipeline_runs
+    from export.lowering.executorch import convert_int8, prepare_int8, quantize_int8_module
+
+    prompts = ["a red circle moving right", "a blue square moving up"]
+    recorded = CallRecorder(tiny_pipe.unet)
+    observe_pipeline_runs(tiny_pipe, [recorded] * 4, lambda z: z, prompts)
+    observer = prepare_int8(tiny_pipe.unet, recorded.calls[0])
+    observe_pipeline_runs(tiny_pipe, [observer] * 4, lambda z: z, prompts)
+    observed, replayed = convert_int8(observer), quantize_int8_module(tiny_pipe.unet, recorded.calls)
+    assert len(recorded.calls) == 8
+    for args in recorded.calls:
+        assert psnr(observed(*args), replayed(*args)) > 100
 
 
 @pytest.mark.slow

@@ -1,35 +1,19 @@
-"""Inputs captured from real pipeline runs (every step), for int8 calibration and test vectors."""
+"""int8 calibration on real pipeline runs: the observers sit where the pipeline calls the UNet and the decoder.
+
+Each observer (`export.lowering.executorch.prepare_int8`) computes what its module computes, so the
+pipeline runs on it and every step's call is observed once: recording the inputs and replaying them
+through the observers afterwards called the 0.6B UNet twice per step, and decoded every frame of every
+run to keep sixteen.
+"""
 from __future__ import annotations
+
+import time
+from typing import Callable
 
 import torch
 
 from export.train.synthetic import all_prompts, prompt_for
-from mobile_sdk.package import entry_names
 from mobile_sdk.pipeline import VideoPipeline
-
-(MAIN,) = entry_names(1)
-
-
-class _Recorder:
-    def __init__(self, fn, sink: list, split_batch: bool = True):
-        self.fn, self.sink, self.split = fn, sink, split_batch
-
-    def __call__(self, *args):
-        n = args[0].shape[0]
-        if self.split:
-            for i in range(n):
-                self.sink.append(tuple(a[i : i + 1].clone() for a in args))
-        else:
-            self.sink.append(tuple(a.clone() for a in args))
-        return self.fn(*args)
-
-
-class _RecordingUNet:
-    def __init__(self, pipe: VideoPipeline, methods_of_steps: list[str], sinks: dict[str, list]):
-        self.pipe, self.methods, self.sinks = pipe, methods_of_steps, sinks
-
-    def for_step(self, step: int):
-        return _Recorder(self.pipe.unet_for_step(step), self.sinks[self.methods[step]])
 
 
 def default_prompts(n: int) -> list[str]:
@@ -39,24 +23,38 @@ def default_prompts(n: int) -> list[str]:
     return [prompt_for(*targets[(i * stride + i) % len(targets)]) for i in range(n)]
 
 
+class _ObservedSteps(VideoPipeline):
+    """`pipe`'s components, with each step's velocity computed by that step's observer."""
+
+    def __init__(self, pipe: VideoPipeline, step_observers: list):
+        super().__init__(pipe.config, pipe.text_encoder, pipe.unet, pipe.vae_decoder, pipe.tokenizer, pipe.trained)
+        self.step_observers = step_observers
+        self.set_progress_bar_config(disable=True)
+
+    def velocity_for_step(self, step: int):
+        return self.step_observers[step]
+
+
 @torch.no_grad()
-def capture_calibration(pipe: VideoPipeline, methods_of_steps: list[str], decoder_method: str, prompts: list[str],
-                        size: tuple[int, int, int] | None = None, seed: int = 0,
-                        max_decoder_frames: int = 16) -> dict[str, list[tuple[torch.Tensor, ...]]]:
-    """{"text_encoder/main": [...], "unet/<method>": [...], "vae_decoder/<decoder_method>": [...]} of batch-1
-    input tuples, from runs at `size` (frames, height, width; default: the model's)."""
-    text, decoder = [], []
-    unet_sinks = {m: [] for m in dict.fromkeys(methods_of_steps)}
-    original = pipe.text_encoder, pipe.unet, pipe.vae_decoder
-    recording = VideoPipeline(pipe.config, _Recorder(pipe.text_encoder, text), _RecordingUNet(pipe, methods_of_steps, unet_sinks),
-                              _Recorder(pipe.vae_decoder, decoder), pipe.tokenizer)
-    recording.set_progress_bar_config(disable=True)
+def observe_pipeline_runs(pipe: VideoPipeline, step_observers: list, decoder_observer, prompts: list[str],
+                          size: tuple[int, int, int] | None = None, seed: int = 0, max_decoder_frames: int = 16,
+                          log: Callable[[str], None] = lambda s: None) -> None:
+    """One pipeline run per prompt at `size` (frames, height, width; default: the model's), step i's
+    velocity computed by `step_observers[i]` (steps sharing a method share its observer); then about
+    `max_decoder_frames` of the runs' final latents, spread evenly over them, one frame per call through
+    `decoder_observer`. Observers take batch-1 inputs: runs are one prompt each, guidance two calls."""
+    steps = pipe.config.scheduler.num_inference_steps
+    if len(step_observers) != steps:
+        raise ValueError(f"{len(step_observers)} step observers for {steps} denoising steps")
     frames, height, width = size or (None, None, None)
-    try:
-        for i, prompt in enumerate(prompts):
-            recording(prompt, num_frames=frames, height=height, width=width, generator=torch.Generator().manual_seed(seed + i))
-    finally:
-        pipe.text_encoder, pipe.unet, pipe.vae_decoder = original
-    step = max(1, len(decoder) // max_decoder_frames)
-    return {f"text_encoder/{MAIN}": text, **{f"unet/{m}": v for m, v in unet_sinks.items()},
-            f"vae_decoder/{decoder_method}": decoder[::step]}
+    observed = _ObservedSteps(pipe, step_observers)
+    start, latents = time.perf_counter(), []
+    for i, prompt in enumerate(prompts):
+        latents.append(observed(prompt, num_frames=frames, height=height, width=width, output_type="latent",
+                                generator=torch.Generator().manual_seed(seed + i)).latents)
+        log(f"  run {i + 1}/{len(prompts)} observed ({time.perf_counter() - start:.0f} s)")
+    flat = torch.cat([z.permute(0, 2, 1, 3, 4).flatten(0, 1) for z in latents])  # [runs * frames, C, h, w]
+    picked = range(0, flat.shape[0], max(1, flat.shape[0] // max_decoder_frames))
+    for i in picked:
+        decoder_observer(flat[i : i + 1])
+    log(f"  {len(picked)} decoded frames observed ({time.perf_counter() - start:.0f} s)")

@@ -5,6 +5,7 @@ method's delegation report says how much of it XNNPACK runs.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import warnings
 from dataclasses import dataclass, field
@@ -53,8 +54,6 @@ def int8_quantizer():
     clips outliers): on the demo model's frames, 42.6 against 34.2 dB (min over four prompts), and
     calibration is ten times faster.
     """
-    import dataclasses
-
     from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
         XNNPACKQuantizer,
         get_symmetric_quantization_config,
@@ -72,29 +71,44 @@ def int8_quantizer():
     return quantizer
 
 
-def quantize_int8_module(module: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
-    """PT2E int8 of `module` calibrated on `calibration` (batch-1 input tuples): a simulated-int8 module
-    (quantize/dequantize pairs) that torch.export takes as it is and XNNPACK turns into int8 kernels."""
-    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+def prepare_int8(module: nn.Module, example: tuple[torch.Tensor, ...]) -> nn.Module:
+    """`module` with PT2E int8 observers (`int8_quantizer`): it computes what `module` computes, on inputs
+    shaped like `example`, and records the activation ranges of every call it sees."""
+    from torchao.quantization.pt2e.quantize_pt2e import prepare_pt2e
 
-    if not calibration:
-        raise ValueError("int8 quantization needs calibration inputs captured from pipeline runs")
     with torch.no_grad():
-        ep = torch.export.export(module.eval(), calibration[0], strict=False)
-        prepared = prepare_pt2e(ep.module(), int8_quantizer())
+        ep = torch.export.export(module.eval(), example, strict=False)
+    return prepare_pt2e(ep.module(), int8_quantizer())
+
+
+def convert_int8(observed: nn.Module) -> nn.Module:
+    """The simulated-int8 module (quantize/dequantize pairs) of an observed one: torch.export takes it as it
+    is and XNNPACK turns it into int8 kernels."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
+
+    return convert_pt2e(observed)
+
+
+def quantize_int8_module(module: nn.Module, calibration: list[tuple[torch.Tensor, ...]]) -> nn.Module:
+    """PT2E int8 of `module`, calibrated on `calibration` (batch-1 input tuples). Packages observe the
+    pipeline's own calls instead (`export.lowering.calibration.observe_pipeline_runs`)."""
+    if not calibration:
+        raise ValueError("int8 quantization needs calibration inputs")
+    observed = prepare_int8(module, calibration[0])
+    with torch.no_grad():
         for inputs in calibration:
-            prepared(*inputs)
-    return convert_pt2e(prepared)
+            observed(*inputs)
+    return convert_int8(observed)
 
 
-def export_methods(methods: dict[str, MethodSpec], quantize: str = "none") -> dict[str, torch.export.ExportedProgram]:
-    """torch.export of each method (PT2E int8 first when asked): what `lower_exported` lowers."""
-    if quantize not in QUANTIZE_MODES:
-        raise ValueError(f"unknown quantization {quantize!r}; choose from {QUANTIZE_MODES}")
+def export_methods(methods: dict[str, MethodSpec]) -> dict[str, torch.export.ExportedProgram]:
+    """torch.export of each method: what `lower_exported` lowers (an int8 method's module is already the
+    simulated-int8 one)."""
     exported = {}
     for name, spec in methods.items():
+        # a simulated-int8 module is a graph already in eval mode (and refuses .eval())
+        module = spec.module if isinstance(spec.module, torch.fx.GraphModule) else spec.module.eval()
         with torch.no_grad():
-            module = quantize_int8_module(spec.module, spec.calibration) if quantize == "int8" else spec.module.eval()
             exported[name] = torch.export.export(module, spec.example_inputs, strict=False)
     return exported
 
@@ -137,7 +151,12 @@ def write_program(program, path) -> None:
 def lower_program(methods: dict[str, MethodSpec], quantize: str = "none",
                   log: Callable[[str], None] = print) -> LoweredProgram:
     """The whole path in memory (small programs: tests, microbenchmarks); packages write to a file instead."""
-    exported = export_methods(methods, quantize)
+    if quantize not in QUANTIZE_MODES:
+        raise ValueError(f"unknown quantization {quantize!r}; choose from {QUANTIZE_MODES}")
+    if quantize == "int8":
+        methods = {name: dataclasses.replace(spec, module=quantize_int8_module(spec.module, spec.calibration))
+                   for name, spec in methods.items()}
+    exported = export_methods(methods)
     io = method_io(methods, exported)
     program, delegation = lower_exported(exported, log)
     return LoweredProgram(data=program.buffer, methods=io, delegation=delegation)

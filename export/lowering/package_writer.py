@@ -33,8 +33,10 @@ from mobile_sdk.package import (
 )
 from mobile_sdk.pipeline import VideoPipeline
 
-from export.lowering.calibration import capture_calibration, default_prompts
-from export.lowering.executorch import MethodSpec, export_methods, lower_exported, method_io, write_program
+from export.lowering.calibration import default_prompts, observe_pipeline_runs
+from export.lowering.executorch import (
+    MethodSpec, convert_int8, export_methods, lower_exported, method_io, prepare_int8, write_program,
+)
 from export.lowering.worker_lowering import (
     SCRATCH, WorkerLowering, leave_a_core, overlap_reason, save_exported,
 )
@@ -189,6 +191,20 @@ def parse_quantize(spec: str) -> tuple[str, str]:
     return et, coreml
 
 
+def _calibrated_int8(pipe: VideoPipeline, entries: dict[str, list[Entry]], sizes: list[tuple[int, int, int]],
+                     prompts: int, log: Callable[[str], None]) -> dict[tuple[str, str], torch.nn.Module]:
+    """{(component, entry): simulated-int8 module} of every UNet and decoder entry, calibrated on `prompts`
+    pipeline runs per size with each entry's observer where the pipeline calls it."""
+    observers = {(comp, e.name): prepare_int8(e.module, e.example) for comp in ("unet", "vae_decoder") for e in entries[comp]}
+    runs = default_prompts(prompts)
+    for size in sizes:
+        log(f"int8 calibration at {size[0]}x{size[1]}x{size[2]}: {len(runs)} pipeline runs "
+            f"({pipe.config.scheduler.num_inference_steps} steps each), the UNet and decoder observing")
+        observe_pipeline_runs(pipe, [observers["unet", m] for m in _step_methods(pipe, size, sizes[0])],
+                              observers["vae_decoder", _decoder_at(size, sizes[0])], runs, size, log=log)
+    return {key: convert_int8(observer) for key, observer in observers.items()}
+
+
 def export_package(
     pipe: VideoPipeline,
     out: str | Path,
@@ -238,18 +254,10 @@ def export_package(
     entries = _entries(pipe, sizes)
     plans = {e.plan: e.view.plan.to_dict() for e in entries["unet"]}
 
-    calibration: dict[str, list] = {}
-    if quantize == "int8":
-        prompts = default_prompts(calibration_prompts)
-        log(f"capturing int8 calibration inputs from {len(prompts)} pipeline runs per size "
-            f"({cfg.scheduler.num_inference_steps} steps each)")
-        for size in sizes:
-            calibration.update(capture_calibration(pipe, _step_methods(pipe, size, sizes[0]), _decoder_at(size, sizes[0]),
-                                                   prompts, size))
-
     # text encoder stays fp32 under int8: it is <1 % of the compute and prompt embeddings are sensitive.
     component_quant = {"text_encoder": "none", "unet": quantize, "vae_decoder": quantize}
-    program_specs = {comp: {e.name: MethodSpec(e.module, e.example, *IO_NAMES[comp], calibration.get(f"{comp}/{e.name}", []))
+    int8 = _calibrated_int8(pipe, entries, sizes, calibration_prompts, log) if quantize == "int8" else {}
+    program_specs = {comp: {e.name: MethodSpec(int8.get((comp, e.name), e.module), e.example, *IO_NAMES[comp])
                             for e in comp_entries} for comp, comp_entries in entries.items()}
     if low_memory is None:
         low_memory = unet_fp32_bytes(pipe) > LOW_MEMORY_ABOVE_BYTES
@@ -263,7 +271,7 @@ def export_package(
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             step = "exporting {} ({}) with torch.export" if low_memory else "lowering {} ({}) to ExecuTorch/XNNPACK"
             log(step.format(comp, ", ".join(methods)) + f", quantization {component_quant[comp]}")
-            exported = export_methods(methods, component_quant[comp])
+            exported = export_methods(methods)
             components[comp] = {"file": rel, "methods": method_io(methods, exported), "quantization": component_quant[comp]}
             if low_memory:
                 deferred[comp] = save_exported(tmp, comp, exported)
@@ -291,10 +299,12 @@ def export_package(
 
                 tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
                 (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-                test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log)
+                between = workers.check if workers else lambda: None
+                between()
+                test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log, between)
             manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
             if workers:
-                del program_specs, entries, calibration
+                del program_specs, entries, int8
                 release_weights(pipe)
                 if workers.started:
                     workers.add_lane()  # the core the test vectors used: the next component beside the first
@@ -375,7 +385,7 @@ def _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_ve
         "quantization": {"executorch": {c: v["quantization"] for c, v in components.items()},
                          "method": "PT2E static int8 of convolutions and linears (XNNPACK quantizer, per-channel "
                                    "weights, per-tensor activations; norms, attention and activations stay fp32), "
-                                   "calibrated on inputs captured from pipeline runs" if quantize == "int8" else "none"},
+                                   "min/max ranges observed in the calls of pipeline runs" if quantize == "int8" else "none"},
         "latency_table": latency_table,
         "targets": {"executorch": {"runtime": "ExecuTorch", "delegate": "XNNPACK", "components": components}},
         "test_vectors": test_vectors,
@@ -418,12 +428,13 @@ def _first_unet_calls(entries: list[Entry], size: tuple[int, int, int]):
 
 @torch.no_grad()
 def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tuple[int, int, int], quantize,
-                        check: bool, log: Callable[[str], None]):
+                        check: bool, log: Callable[[str], None], between: Callable[[], None] = lambda: None):
     """Small recorded inputs and eager outputs of every entry that the apps' own tests replay (min PSNR
     given), the portable noise of the seed, and the whole pipeline at the default size. Also returns the
     eager results --check compares the written programs against: every method's vector (each layer runs
     once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~45 s).
-    A UNet entry the pipeline runs takes its vector from the pipeline's first call of it."""
+    A UNet entry the pipeline runs takes its vector from the pipeline's first call of it. `between` runs
+    after each step and before each entry's call (it raises to stop: a failed background worker)."""
     log("computing the test vectors: the 4-step pipeline and every entry, in eager PyTorch")
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
     noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
@@ -433,7 +444,8 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
     cfg = pipe.config
     small = cfg.num_frames * cfg.height * cfg.width * 3 <= 1 << 20
     with _first_unet_calls(entries["unet"], default) as pipeline_calls:
-        out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="np" if small or check else "latent")
+        out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="np" if small or check else "latent",
+                   callback=lambda *_: between())
 
     component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
     vectors, eager = {}, {"components": {}}
@@ -443,6 +455,7 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
                 example, outputs = pipeline_calls[e.name]
                 e = dataclasses.replace(e, example=example)
             else:
+                between()
                 outputs = e.module(*e.example)
                 outputs = outputs if isinstance(outputs, tuple) else (outputs,)
             key = vector_name(comp, e.name)

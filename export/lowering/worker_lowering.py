@@ -75,7 +75,8 @@ class WorkerLowering:
     """Lowers each component of `programs` ({component: {method: .pt2 path}}) in a worker of its own, the
     largest first: `run()` here and now, one at a time, or `start()` in a background lane and, once this
     process has freed a core and its weights, `add_lane()` for a second worker beside the first; then
-    `wait()` for the delegation reports. `cancel()` terminates running workers: call it when the export fails."""
+    `wait()` for the delegation reports (`check()` meanwhile raises a failed worker's error at once).
+    `cancel()` terminates running workers: call it when the export fails."""
 
     def __init__(self, root: Path, programs: dict[str, dict[str, str]], quantize: dict[str, str],
                  log: Callable[[str], None]):
@@ -119,6 +120,13 @@ class WorkerLowering:
         lane = threading.Thread(target=body, name=f"worker-lowering-{len(self._lanes)}", daemon=True)
         self._lanes.append(lane)
         lane.start()
+
+    def check(self) -> None:
+        """Raises a background worker's error now: the exporting process calls it between its own steps, so a
+        failed worker stops the export within one eager call instead of after all the test vectors."""
+        with self._lock:
+            if self._errors:
+                raise self._errors[0]
 
     def wait(self) -> dict[str, dict]:
         for lane in self._lanes:

@@ -18,12 +18,13 @@ import numpy as np
 import pytest
 import torch
 
-from export.lowering.calibration import capture_calibration, default_prompts
+from export.lowering.calibration import default_prompts, observe_pipeline_runs
 from export.lowering.delegation import graph_flops, node_flops, op_name
 from export.lowering.executorch import MethodSpec, lower_program
 from export.lowering.parity import psnr
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.weights import default_model_dir
+from tests.conftest import CallRecorder
 
 ort = pytest.importorskip("onnxruntime", reason="the peer benchmark needs the bench extra: pip install -e '.[bench]'")
 
@@ -35,11 +36,12 @@ RUNNERS = ("eager", "pte-fp32", "pte-int8", "ort-fp32", "ort-int8-dynamic")
 
 @pytest.fixture(scope="module")
 def demo():
-    """The demo pipeline and its int8 calibration inputs (what `export --quantize int8` captures)."""
+    """The demo pipeline and the calls of its int8 calibration runs (what `export --quantize int8` observes)."""
     pipe = VideoPipeline.from_pretrained(default_model_dir())
     pipe.set_progress_bar_config(disable=True)
-    steps = pipe.config.scheduler.num_inference_steps
-    return pipe, capture_calibration(pipe, ["main"] * steps, "main", default_prompts(8))
+    unet, decoder = CallRecorder(pipe.unet), CallRecorder(pipe.vae_decoder)
+    observe_pipeline_runs(pipe, [unet] * pipe.config.scheduler.num_inference_steps, decoder, default_prompts(8))
+    return pipe, {"unet/main": unet.calls, "vae_decoder/main": decoder.calls}
 
 
 def _component(pipe, calibration, name):
