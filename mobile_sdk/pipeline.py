@@ -226,7 +226,7 @@ class VideoPipeline:
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """[B, C, T, h, w] latents -> uint8 [B, T, H, W, 3], in chunks the decoder accepts."""
         b, c, t, h, w = latents.shape
-        flat = latents.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+        flat = frame_latents(latents)
         # Programs take what they were exported for; eager decodes as many frames at once as keep each
         # activation small (a 16-frame 512x320 batch would hold GBs per tensor: the 0.6B export's old peak).
         f = self.config.vae.downsample_factor
@@ -234,6 +234,11 @@ class VideoPipeline:
         images = torch.cat([self.vae_decoder(flat[i : i + chunk]) for i in range(0, b * t, chunk)])
         rgb = (images.clamp(0, 1) * 255.0).round().to(torch.uint8)
         return rgb.reshape(b, t, 3, images.shape[-2], images.shape[-1]).permute(0, 1, 3, 4, 2).numpy()
+
+
+def frame_latents(latents: torch.Tensor) -> torch.Tensor:
+    """[B, C, T, h, w] video latents -> [B * T, C, h, w]: the frames the decoder takes, video by video."""
+    return latents.permute(0, 2, 1, 3, 4).flatten(0, 1)
 
 
 def _read_tokenizer(directory: Path):

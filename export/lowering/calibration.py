@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from export.train.synthetic import all_prompts, prompt_for
-from mobile_sdk.pipeline import VideoPipeline
+from mobile_sdk.pipeline import VideoPipeline, frame_latents
 
 
 def default_prompts(n: int) -> list[str]:
@@ -53,7 +53,7 @@ def observe_pipeline_runs(pipe: VideoPipeline, step_observers: list, decoder_obs
         latents.append(observed(prompt, num_frames=frames, height=height, width=width, output_type="latent",
                                 generator=torch.Generator().manual_seed(seed + i)).latents)
         log(f"  run {i + 1}/{len(prompts)} observed ({time.perf_counter() - start:.0f} s)")
-    flat = torch.cat([z.permute(0, 2, 1, 3, 4).flatten(0, 1) for z in latents])  # [runs * frames, C, h, w]
+    flat = torch.cat([frame_latents(z) for z in latents])  # [runs * frames, C, h, w]
     picked = range(0, flat.shape[0], max(1, flat.shape[0] // max_decoder_frames))
     for i in picked:
         decoder_observer(flat[i : i + 1])

@@ -198,7 +198,7 @@ def _calibrated_int8(pipe: VideoPipeline, entries: dict[str, list[Entry]], sizes
     observers = {(comp, e.name): prepare_int8(e.module, e.example) for comp in ("unet", "vae_decoder") for e in entries[comp]}
     runs = default_prompts(prompts)
     for size in sizes:
-        log(f"int8 calibration at {size[0]}x{size[1]}x{size[2]}: {len(runs)} pipeline runs "
+        log(f"int8 calibration at {format_size(size)}: {len(runs)} pipeline runs "
             f"({pipe.config.scheduler.num_inference_steps} steps each), the UNet and decoder observing")
         observe_pipeline_runs(pipe, [observers["unet", m] for m in _step_methods(pipe, size, sizes[0])],
                               observers["vae_decoder", _decoder_at(size, sizes[0])], runs, size, log=log)
