@@ -296,13 +296,15 @@ def add_parsers(sub) -> None:
     e.add_argument("--target", action="append", choices=["executorch", "coreml"], default=None,
                    help="repeat for several targets (default: executorch)")
     e.add_argument("--quantize", default="none",
-                   help="none | int8 (ExecuTorch) | palettize4|palettize6|palettize8|linear8 (Core ML); "
-                        "one of each with a comma, e.g. int8,palettize6")
+                   help="none | int8 (ExecuTorch) | palettize4|palettize6|palettize8|linear8 | "
+                        "palettize-mixed<bits> (Core ML; mixed bits per weight for that average, e.g. "
+                        "palettize-mixed3.5); one of each with a comma, e.g. int8,palettize6")
     e.add_argument("--calibration-prompts", type=cli_types.count, default=8, metavar="N",
                    help="int8: pipeline runs whose UNet and decoder calls set the activation ranges (default 8; "
                         "each is a 4-step generation on the observing modules: 3.6 min at snapgen-v-0.6b on 2 cores)")
     e.add_argument("--coreml-target", choices=["iOS17", "iOS18"],
-                   help="minimum deployment target (default: iOS17, or iOS18 when multifunction models are needed)")
+                   help="minimum deployment target (default: iOS17, or iOS18 when multifunction models or mixed-bit "
+                        "palettization, which uses 3-bit tables, are needed)")
     e.add_argument("--size", "--coreml-size", action="append", dest="size", metavar="[Fx]HxW",
                    help="a size the package serves besides the model's own (frames default to the model's): a UNet "
                         "method per plan and a decoder method at it, in every target; repeatable")

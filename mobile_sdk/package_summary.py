@@ -10,16 +10,21 @@ def package_summary(pkg: Package) -> dict:
     for target, t in m["targets"].items():
         comps = {}
         for name, c in t["components"].items():
+            files = [c["file"]] if c.get("file") else [link["file"] for link in c.get("chain") or []]
             comps[name] = {
-                "file": c["file"],
-                "bytes": sum(f["bytes"] for rel, f in m["files"].items() if rel == c["file"] or rel.startswith(c["file"] + "/")),
-                "methods": list(c["methods"]),
-                "quantization": c.get("quantization"),
+                "files": files,
+                "bytes": sum(f["bytes"] for rel, f in m["files"].items()
+                             if any(rel == x or rel.startswith(x + "/") for x in files)),
+                # Core ML: functions, sorted (the spec's map keeps no order)
+                "methods": list(c["methods"]) if "methods" in c else sorted(c.get("functions") or []),
+                "quantization": c.get("quantization") or c.get("compression"),
+                "palettization": c.get("palettization"),
                 "delegation": {k: {"op_fraction_delegated": d["op_fraction_delegated"],
                                    "flop_fraction_delegated": d["flop_fraction_delegated"]}
                                for k, d in c.get("delegation", {}).items()},
             }
-        targets[target] = {"components": comps, "parity": t.get("parity")}
+        targets[target] = {"components": comps, "parity": t.get("parity"),
+                           "palettization_check": t.get("palettization_check")}
     return {
         "path": str(pkg.root),
         "schema_version": m["schema_version"],
@@ -67,14 +72,25 @@ def format_package_summary(s: dict) -> str:
         for name, c in t["components"].items():
             deleg = "; ".join(f"{m}: {d['op_fraction_delegated']:.1%} ops / {d['flop_fraction_delegated']:.2%} FLOPs delegated"
                               for m, d in c["delegation"].items())
-            lines.append(f"  {name:<13} {c['bytes'] / 1e6:8.2f} MB  quant {c['quantization']}  methods {', '.join(c['methods'])}"
+            pal = c.get("palettization")
+            shares = pal and pal["elements_by_bits"]
+            bits = (f" ({pal['average_bits']:.2f} bits: " + ", ".join(f"{b}-bit {n / max(1, sum(shares.values())):.1%}"
+                                                             for b, n in shares.items()) + ")") if pal else ""
+            methods = ", ".join(c["methods"]) if c["methods"] else f"chain of {len(c['files'])} models"
+            lines.append(f"  {name:<13} {c['bytes'] / 1e6:8.2f} MB  quant {c['quantization']}{bits}  methods {methods}"
                          + (f"  [{deleg}]" if deleg else ""))
-        parity = t.get("parity")
+        parity, check = t.get("parity"), t.get("palettization_check")
         if parity:
             comps = ", ".join(f"{k} {val:.1f} dB" for k, val in parity["components"].items())
             lines.append(f"  parity: {comps}; 4-step frames {parity['pipeline_frames_db']:.1f} dB")
+        elif target == "coreml":
+            lines.append("  parity: Core ML runs on macOS and devices only (tests/test_coreml.py, the iOS replay tests)")
         else:
             lines.append("  parity: not checked (export with --check)")
+        if check:
+            comps = ", ".join(f"{k} {val:.1f} dB" for k, val in check["components"].items())
+            lines.append(f"  palettized weights in PyTorch against fp32: {comps}; "
+                         f"4-step frames {check['pipeline_frames_db']:.1f} dB")
     table = s.get("latency_table")
     lines.append(f"latency table: {table['provenance'] if table else 'none'}")
     lines.append(f"test vectors: {', '.join(s['test_vectors'])}")

@@ -95,7 +95,8 @@ def step_aware_package(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def coreml_packages(tmp_path_factory):
-    """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size."""
+    """fp16 single-plan package, and a palettized 6-bit step-aware package with an extra size (--check:
+    its palettized weights checked in PyTorch)."""
     from export.lowering.package_writer import export_package
 
     root = tmp_path_factory.mktemp("coreml")
@@ -103,7 +104,7 @@ def coreml_packages(tmp_path_factory):
     step_aware = VideoPipeline.from_preset("tiny", seed=0, plan=STEP_PLANS)
     quiet = dict(log=lambda s: None, preset="tiny", targets=("coreml",))
     m1 = export_package(single, root / "fp16.mobilepkg", **quiet)
-    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6", sizes=[(8, 32, 32)], **quiet)
+    m2 = export_package(step_aware, root / "pal6.mobilepkg", quantize="palettize6", sizes=[(8, 32, 32)], check=True, **quiet)
     return (single, root / "fp16.mobilepkg", m1), (step_aware, root / "pal6.mobilepkg", m2)
 
 

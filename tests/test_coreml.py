@@ -80,6 +80,7 @@ def test_palettization_shrinks_the_weights(coreml_packages):
         c = manifest["targets"]["coreml"]["components"][comp]
         # tiny weights are mostly under the 2048-element threshold; the small preset shows the real ratio
         assert c["compression"] == "palettize6" and c["bytes"] < c["fp16_bytes"], comp
+        assert c["palettization"]["average_bits"] == 6.0 and set(c["palettization"]["elements_by_bits"]) == {"6"}
     assert manifest["quantization"]["coreml"] == "palettize6"
 
 
@@ -124,10 +125,26 @@ def test_conversion_prints_nothing_of_its_own_in_the_cli(monkeypatch, capfd):
     """The tracer's warnings and coremltools' progress bars are held back as the CLI's other noise is
     (and shown when the call fails, or with -v)."""
     from export.lowering.coreml import CoreMLOptions, compress, convert
+    from export.lowering.palettization import palettized, plan_palettization
     from mobile_sdk import quiet
 
     monkeypatch.setattr(quiet, "_quiet_native", True)
-    model = convert(_Branchy(64, 64), (torch.ones(1, 64),), ["x"], ["y"], CoreMLOptions(deployment_target="iOS17"), {})
-    compress(model, "palettize6")
+    layer, example = _Branchy(64, 64), (torch.ones(1, 64),)
+    plan = plan_palettization([(layer, example)], "palettize6")
+    with palettized(plan):
+        model = convert(layer, example, ["x"], ["y"], CoreMLOptions(deployment_target="iOS17"), {})
+    ops = [op.op_type for op in compress(model, "palettize6")._mil_program.functions["main"].operations]
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+    assert "constexpr_lut_to_dense" in ops
+
+
+def test_inspect_reads_a_core_ml_only_package(coreml_packages, capsys):
+    """A package without an ExecuTorch target (functions, not methods; compression, not quantization)."""
+    from mobile_sdk.cli import main
+
+    _, path, _ = coreml_packages[1]
+    assert main(["inspect", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "quant palettize6 (6.00 bits: 6-bit 100.0%)" in text and "methods plan_0, plan_0__8x32x32, plan_1, plan_1__8x32x32\n" in text
+    assert "parity: Core ML runs on macOS and devices only" in text

@@ -1,13 +1,14 @@
 """Lower components to Core ML ML Programs (.mlpackage), Neural-Engine layout, fp16.
 
 One converter per component over a traced module in the ANE attention layout; optional weight
-compression (palettization 4/6/8-bit, 8-bit linear); the entries of a component (the UNet's distinct plans
+compression (palettization 4/6/8-bit or mixed bits, done in PyTorch by `palettization`; 8-bit linear); the entries of a component (the UNet's distinct plans
 or sub-networks, extra sizes) become one multifunction package (shared weights de-duplicated); a component
 over the chunk threshold is bisected into a chain of two models.
 Core ML cannot run here, so what is checked is the spec: op types per function, IO names, dtypes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -20,6 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.lowering.palettization import (
+    BIT_CHOICES, WEIGHT_THRESHOLD, bit_choices, bit_shares, exact_table, is_mixed_mode, palettized, plan_palettization,
+)
 from mobile_sdk import __version__
 from mobile_sdk.models.layers import attention_implementation
 from mobile_sdk.quiet import native_stderr_quiet
@@ -78,8 +82,11 @@ def convert(module: nn.Module, example_inputs: tuple[torch.Tensor, ...], input_n
     return model
 
 
-def compress(model, mode: str):
-    """Weight compression with coremltools.optimize (weights >= 2048 elements; small ones stay fp16)."""
+def compress(model, mode: str, choices: tuple[int, ...] = BIT_CHOICES):
+    """Weight compression of a converted model. Palettize modes expect the weights palettized in PyTorch
+    before conversion (`palettization.palettized`) and store every constant of more than 2048 elements
+    and at most 256 distinct values as its table, exactly; linear8 is coremltools' 8-bit linear
+    quantization (weights of more than 2048 elements; small ones stay fp16)."""
     if mode == "none":
         return model
     from coremltools.optimize.coreml import (
@@ -87,14 +94,23 @@ def compress(model, mode: str):
     )
 
     if mode.startswith("palettize"):
-        config = OpPalettizerConfig(mode="kmeans", nbits=int(mode[len("palettize"):]), weight_threshold=2048)
+        def table(values):
+            return exact_table(values, choices)
+
+        configs = {}
+        for function in model._mil_program.functions.values():
+            for op in function.find_ops(op_type="const"):
+                value = op.outputs[0].val
+                if (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size > WEIGHT_THRESHOLD
+                        and exact_table(value, choices) is not None):
+                    configs[op.name] = OpPalettizerConfig(mode="custom", lut_function=table, weight_threshold=WEIGHT_THRESHOLD)
         with native_stderr_quiet():
-            return palettize_weights(model, OptimizationConfig(global_config=config))
+            return palettize_weights(model, OptimizationConfig(op_name_configs=configs))
     if mode == "linear8":
-        config = OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=2048)
+        config = OpLinearQuantizerConfig(mode="linear_symmetric", weight_threshold=WEIGHT_THRESHOLD)
         with native_stderr_quiet():
             return linear_quantize_weights(model, OptimizationConfig(global_config=config))
-    raise ValueError(f"unknown Core ML compression {mode!r}; choose from {COMPRESSION_MODES}")
+    raise ValueError(f"unknown Core ML compression {mode!r}; choose from {', '.join(COMPRESSION_MODES)} or palettize-mixed<bits>")
 
 
 def _walk_ops(block, out: list) -> None:
@@ -164,12 +180,14 @@ class CoreMLComponent:
     compression: str
     single_function_bytes: int
     chain: list | None = None
+    palettization: dict | None = None  # the bits per weight chosen (PalettizationPlan.summary)
 
 
 def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions, metadata: dict,
-                 log: Callable[[str], None] = print) -> dict:
+                 log: Callable[[str], None] = print) -> tuple[dict, dict]:
     """Write coreml/<component>.mlpackage under `root`, one function per entry (the package writer's
-    `Entry`: name, module, example inputs, size); returns the manifest's coreml target entry.
+    `Entry`: name, module, example inputs, size); returns the manifest's coreml target entry and
+    {component: PalettizationPlan} of the palettized components (what --check runs in PyTorch).
 
     Extra sizes are extra functions of the same multifunction package (`plan_0__8x64x64`), whose
     weights Core ML de-duplicates: coremltools 9.0's enumerated shapes leave the split-einsum
@@ -179,11 +197,12 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
 
     multifunction = any(len(functions) > 1 for functions in entries.values())
     if opts.deployment_target is None:
-        opts = replace(opts, deployment_target="iOS18" if multifunction else "iOS17")
+        opts = replace(opts, deployment_target="iOS18" if multifunction or is_mixed_mode(opts.compression) else "iOS17")
     elif multifunction and opts.deployment_target < "iOS18":
         raise ValueError(f"step-aware plans and extra sizes make multifunction Core ML models, which need iOS 18; "
                          f"got --coreml-target {opts.deployment_target}")
-    components = {}
+    choices = bit_choices(opts.deployment_target)
+    components, plans = {}, {}
     work = Path(tempfile.mkdtemp(prefix="coreml-", dir=root))
     try:
         for comp, functions in entries.items():
@@ -192,17 +211,23 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
             target.parent.mkdir(parents=True, exist_ok=True)
             log(f"converting {comp} to Core ML ({opts.deployment_target}, fp16, ANE layout, "
                 f"function(s) {', '.join(e.name for e in functions)}, compression {opts.compression})")
+            if opts.compression.startswith("palettize"):
+                plans[comp] = plan_palettization([(e.module, e.example) for e in functions], opts.compression, choices)
+                log(f"  palettization: {_describe(plans[comp])}")
             fp16_parts, parts = [], []
-            for e in functions:
-                name = e.name
-                model = convert(e.module, e.example, *io_names[comp], opts, {**metadata, "component": comp, "function": name})
-                fp16_parts.append((name, work / f"{comp}-{name}-fp16.mlpackage"))
-                model.save(str(fp16_parts[-1][1]))
-                if opts.compression == "none":
-                    parts.append(fp16_parts[-1])
-                else:
-                    parts.append((name, work / f"{comp}-{name}.mlpackage"))
-                    compress(model, opts.compression).save(str(parts[-1][1]))
+            # palettized weights convert to the same fp16 model size; the tables are stored after it
+            with palettized(plans[comp]) if comp in plans else contextlib.nullcontext():
+                for e in functions:
+                    name = e.name
+                    model = convert(e.module, e.example, *io_names[comp], opts, {**metadata, "component": comp, "function": name})
+                    fp16_parts.append((name, work / f"{comp}-{name}-fp16.mlpackage"))
+                    model.save(str(fp16_parts[-1][1]))
+                    if opts.compression == "none":
+                        parts.append(fp16_parts[-1])
+                    else:
+                        parts.append((name, work / f"{comp}-{name}.mlpackage"))
+                        compress(model, opts.compression, choices).save(str(parts[-1][1]))
+                    del model
             single_function_bytes = dir_bytes(parts[0][1])
             fp16_bytes = dir_bytes(_assemble(fp16_parts, work / f"{comp}-fp16.mlpackage")) if opts.compression != "none" else None
             _assemble(parts, target)
@@ -219,7 +244,8 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
             components[comp] = CoreMLComponent(
                 file=rel if chain is None else None, functions=info["functions"], inputs=info["inputs"],
                 outputs=info["outputs"], bytes=size, fp16_bytes=fp16_bytes or size, compression=opts.compression,
-                single_function_bytes=single_function_bytes, chain=chain).__dict__
+                single_function_bytes=single_function_bytes, chain=chain,
+                palettization=plans[comp].summary() if comp in plans else None).__dict__
             flags = sorted({fl["op"] for fn in info["functions"].values() for fl in fn["ane_flags"]})
             log(f"  wrote {rel} ({size / 1e6:.2f} MB, {opts.compression}"
                 + (f"; fp16 {fp16_bytes / 1e6:.2f} MB" if fp16_bytes else "")
@@ -229,7 +255,11 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
         shutil.rmtree(work, ignore_errors=True)
     return {"runtime": "Core ML", "deployment_target": opts.deployment_target, "compute_precision": "float16",
             "attention_implementation": "ane (channels-first [B, C, 1, S], 1x1 convs, split-einsum attention)",
-            "components": components}
+            "components": components}, plans
+
+
+def _describe(plan) -> str:
+    return f"{plan.average_bits:.2f} bits per weight on average over {len(plan.bits)} weights ({bit_shares(plan.summary())})"
 
 
 def _assemble(parts: list[tuple[str, Path]], target: Path) -> Path:

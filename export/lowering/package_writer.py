@@ -41,8 +41,9 @@ from export.lowering.worker_lowering import (
     SCRATCH, WorkerLowering, leave_a_core, overlap_reason, save_exported,
 )
 from export.lowering.parity import (
-    FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, psnr,
+    FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, PALETTIZED_FRAMES_MIN_DB, psnr,
 )
+from export.lowering.palettization import palettized
 from export.nas.elastic import subnet_of
 from export.nas.sampling_space import module_flops
 
@@ -176,6 +177,7 @@ def _write_tensor(root: Path, name: str, t) -> dict:
 def parse_quantize(spec: str) -> tuple[str, str]:
     """'int8', 'palettize6', 'int8,palettize4', 'none' -> (ExecuTorch mode, Core ML compression)."""
     from export.lowering.coreml import COMPRESSION_MODES
+    from export.lowering.palettization import check_average, is_mixed_mode
 
     et, coreml = "none", "none"
     for mode in filter(None, (m.strip() for m in spec.split(","))):
@@ -183,11 +185,16 @@ def parse_quantize(spec: str) -> tuple[str, str]:
             continue
         if mode == "int8":
             et = mode
-        elif mode in COMPRESSION_MODES:
+        elif mode in COMPRESSION_MODES or is_mixed_mode(mode):
+            try:
+                check_average(mode)
+            except ValueError as e:
+                raise SDKError(str(e)) from None
             coreml = mode
         else:
             raise SDKError(f"unknown quantization {mode!r}: ExecuTorch takes int8, Core ML takes "
-                           f"{', '.join(COMPRESSION_MODES[1:])}; combine them with a comma")
+                           f"{', '.join(COMPRESSION_MODES[1:])} or palettize-mixed<bits> (e.g. palettize-mixed3.6); "
+                           f"combine them with a comma")
     return et, coreml
 
 
@@ -247,6 +254,12 @@ def export_package(
     if unknown or not targets:
         raise SDKError(f"unknown target(s) {sorted(unknown)}; choose executorch and/or coreml")
     quantize, coreml_compression = parse_quantize(quantize)
+    if quantize == "int8" and "executorch" not in targets:
+        raise SDKError("int8 quantizes the ExecuTorch programs, and this export writes none (--target "
+                       f"{','.join(targets)}); Core ML takes palettize4/6/8, palettize-mixed<bits> or linear8")
+    if coreml_compression != "none" and "coreml" not in targets:
+        raise SDKError(f"{coreml_compression} compresses the Core ML models, and this export writes none "
+                       f"(--target {','.join(targets)}); ExecuTorch takes int8")
     coreml_options = dataclasses.replace(coreml_options or CoreMLOptions(), compression=coreml_compression)
     cfg = pipe.config
     sizes = package_sizes(cfg, list(sizes))
@@ -291,20 +304,22 @@ def export_package(
             log("the workers start after the test vectors, once the weights here are released")
         try:
             with leave_a_core(workers):
-                coreml = None
+                coreml, palettization_plans = None, {}
                 if "coreml" in targets:
                     meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
                             "temporal_plans": plans, "sdk_version": __version__}
-                    coreml = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
+                    coreml, palettization_plans = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
 
                 tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
                 (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
                 between = workers.check if workers else lambda: None
                 between()
                 test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log, between)
+                if check and palettization_plans:
+                    coreml["palettization_check"] = check_palettized(pipe, entries, palettization_plans, eager, log)
             manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
             if workers:
-                del program_specs, entries, int8
+                del program_specs, entries, int8, palettization_plans
                 release_weights(pipe)
                 if workers.started:
                     workers.add_lane()  # the core the test vectors used: the next component beside the first
@@ -474,6 +489,39 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
     vectors[pipeline_name] = e2e
     eager["pipeline"] = (noise, out)
     return vectors, eager
+
+
+@torch.no_grad()
+def check_palettized(pipe: VideoPipeline, entries: dict[str, list[Entry]], plans: dict, refs: dict,
+                     log: Callable[[str], None]) -> dict:
+    """--check of palettized Core ML weights, run in PyTorch (Core ML cannot run here): the weights Core ML
+    stores are exactly the palettized ones, so every palettized entry's test vector and the whole 4-step
+    pipeline run with them against fp32. The arithmetic stays fp32: Core ML's fp16 is the macOS test's.
+    Raises ParityError below PALETTIZED_FRAMES_MIN_DB on the frames."""
+    modules = {(comp, e.name): e.module for comp in plans for e in entries[comp]}
+    results: dict = {"components": {}, "computed": "PyTorch fp32 with the palettized weights",
+                     "thresholds_db": {"pipeline_frames_min": PALETTIZED_FRAMES_MIN_DB}}
+    log("  --check: the palettized weights in PyTorch against fp32 (Core ML cannot run here)")
+    with contextlib.ExitStack() as stack:
+        for comp, plan in plans.items():
+            stack.enter_context(palettized(plan))
+        for key, (comp, name, args, expected) in refs["components"].items():
+            if (comp, name) in modules:
+                out = modules[comp, name](*args)
+                results["components"][key] = psnr(expected, out[0] if isinstance(out, tuple) else out)
+        noise, reference = refs["pipeline"]
+        out = pipe(TEST_PROMPT, latents=noise.clone())
+    results["pipeline_frames_db"] = psnr(reference.frames, out.frames, peak=255.0)
+    results["pipeline_latents_db"] = psnr(reference.latents, out.latents)
+    for k, v in results["components"].items():
+        log(f"  palettized {k}: {v:.1f} dB")
+    log(f"  palettized 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB, "
+        f"latents {results['pipeline_latents_db']:.1f} dB")
+    if results["pipeline_frames_db"] < PALETTIZED_FRAMES_MIN_DB:
+        raise ParityError(f"palettization check failed: frames {results['pipeline_frames_db']:.1f} dB against fp32 "
+                          f"(needs >= {PALETTIZED_FRAMES_MIN_DB} dB); use more bits per weight; no package was written")
+    results["passed"] = True
+    return results
 
 
 def check_parity(root: Path, refs: dict, quantize: str, log: Callable[[str], None]) -> dict:

@@ -9,6 +9,7 @@ import torch
 PSNR_CAP_DB = 200.0  # identical outputs; JSON has no infinity
 FP32_COMPONENT_MIN_DB = 60.0
 INT8_FRAMES_MIN_DB = 30.0
+PALETTIZED_FRAMES_MIN_DB = 30.0  # the palettized weights' 4-step frames against fp32, as int8's
 INT8_COMPONENT_MIN_DB = 20.0  # each int8 program on its test vector: a broken one; the frames gate decides quality
 
 
