@@ -5,16 +5,20 @@ import torch
 from torch import nn
 
 from export.lowering.palettization import (
-    BIT_CHOICES, PalettizationPlan, allocate_bits, apply_table, exact_table, lookup_table, palettize, palettized,
+    BIT_CHOICES, PalettizationPlan, allocate_bits, apply_table, exact_table, lookup_tables, palettized,
     plan_palettization, tables_and_errors,
 )
+
+
+def palettize(w, bits):
+    return apply_table(w, lookup_tables(w, (bits,))[bits])
 
 
 def test_lookup_tables_find_the_clusters_and_keep_to_their_size():
     g = torch.Generator().manual_seed(0)
     centres = torch.tensor([-3.0, -1.0, 0.5, 2.0])
     values = centres[torch.randint(0, 4, (20000,), generator=g)] + 0.01 * torch.randn(20000, generator=g)
-    table = lookup_table(values, 4)
+    table = lookup_tables(values, (2,))[2]
     assert torch.allclose(table, centres, atol=0.01)
     w = torch.randn(64, 32, 3, 3, generator=g)
     for bits in BIT_CHOICES:
@@ -132,7 +136,7 @@ def test_mixed_bits_cost_less_error_than_uniform_bits_of_the_same_size():
     example = (torch.randn(1, pipe.config.vae.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0)),)
     mixed = plan_palettization([(decoder, example)], "palettize-mixed3", BIT_CHOICES)
     uniform = PalettizationPlan({n: 3 for n in mixed.bits}, mixed.sizes, "palettize3", mixed.weights,
-                                {n: lookup_table(p, 8) for n, p in mixed.weights.items()})
+                                {n: lookup_tables(p, (3,))[3] for n, p in mixed.weights.items()})
     assert mixed.average_bits <= 3.0 and len(set(mixed.bits.values())) > 1
 
     def frames_db(plan):

@@ -122,22 +122,12 @@ def lookup_tables(values: torch.Tensor, bits: tuple[int, ...]) -> dict[int, torc
     return {b: _kmeans(h, 1 << b) for b in bits}
 
 
-def lookup_table(values: torch.Tensor, entries: int) -> torch.Tensor:
-    """One table of at most `entries` (a power of two) values."""
-    return lookup_tables(values, (entries.bit_length() - 1,))[entries.bit_length() - 1]
-
-
 def apply_table(weight: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """`weight` with every element replaced by its nearest entry of `table` (sorted)."""
     if table.numel() == 1:
         return torch.full_like(weight, float(table[0]))
     index = torch.searchsorted((table[1:] + table[:-1]) / 2, weight.detach().contiguous().float())
     return table[index].to(weight.dtype)
-
-
-def palettize(weight: torch.Tensor, bits: int) -> torch.Tensor:
-    """`weight` on a 2**bits entry lookup table of its own."""
-    return apply_table(weight, lookup_table(weight, 1 << bits))
 
 
 def compressible_weights(modules: list[nn.Module], used: set[int] | None = None) -> dict[str, nn.Parameter]:
