@@ -82,7 +82,7 @@ def format_package_summary(s: dict) -> str:
         parity, check = t.get("parity"), t.get("palettization_check")
         if parity:
             comps = ", ".join(f"{k} {val:.1f} dB" for k, val in parity["components"].items())
-            lines.append(f"  parity: {comps}; 4-step frames {parity['pipeline_frames_db']:.1f} dB")
+            lines.append(f"  parity: {comps}; 4-step frames {parity['pipeline_frames_db']:.1f} dB{_frames_of(parity, v)}")
         elif target == "coreml":
             lines.append("  parity: Core ML runs on macOS and devices only (tests/test_coreml.py, the iOS replay tests)")
         else:
@@ -90,8 +90,16 @@ def format_package_summary(s: dict) -> str:
         if check:
             comps = ", ".join(f"{k} {val:.1f} dB" for k, val in check["components"].items())
             lines.append(f"  palettized weights in PyTorch against fp32: {comps}; "
-                         f"4-step frames {check['pipeline_frames_db']:.1f} dB")
+                         f"4-step frames {check['pipeline_frames_db']:.1f} dB{_frames_of(check, v)}")
     table = s.get("latency_table")
     lines.append(f"latency table: {table['provenance'] if table else 'none'}")
     lines.append(f"test vectors: {', '.join(s['test_vectors'])}")
     return "\n".join(lines)
+
+
+def _frames_of(check: dict, video: dict) -> str:
+    """' (frames 0, 5, 10, 15 of 16)' where the check decoded only some frames of the video."""
+    frames = check.get("checked_frames")
+    if frames is None or len(frames) == video["num_frames"]:
+        return ""
+    return f" (frames {', '.join(map(str, frames))} of {video['num_frames']})"

@@ -39,6 +39,17 @@ class CallRecorder:
         return self.fn(*args)
 
 
+def observe_calls(calls):
+    """The palettization Observation of running each (module, example inputs) once, as the export's
+    test vectors observe the components' calls."""
+    from export.lowering.palettization import observing
+
+    with observing([module for module, _ in calls]) as seen, torch.no_grad():
+        for module, example in calls:
+            module(*example)
+    return seen
+
+
 def randomize_temporal(unet, seed: int = 0) -> None:
     """Give the zero-initialised temporal layers non-zero weights, so tests can see them act."""
     g = torch.Generator().manual_seed(seed)

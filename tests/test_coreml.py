@@ -11,7 +11,7 @@ from export.lowering.package_writer import export_package
 from mobile_sdk.package import open_package
 from mobile_sdk.pipeline import VideoPipeline
 
-from tests.conftest import STEP_PLANS
+from tests.conftest import STEP_PLANS, observe_calls
 
 
 def test_components_io_and_dtypes_match_the_manifest(coreml_packages):
@@ -130,7 +130,7 @@ def test_conversion_prints_nothing_of_its_own_in_the_cli(monkeypatch, capfd):
 
     monkeypatch.setattr(quiet, "_quiet_native", True)
     layer, example = _Branchy(64, 64), (torch.ones(1, 64),)
-    plan = plan_palettization([(layer, example)], "palettize6")
+    plan = plan_palettization([layer], observe_calls([(layer, example)]), "palettize6")
     with palettized(plan):
         model = convert(layer, example, ["x"], ["y"], CoreMLOptions(deployment_target="iOS17"), {})
     ops = [op.op_type for op in compress(model, "palettize6")._mil_program.functions["main"].operations]

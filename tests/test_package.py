@@ -310,6 +310,30 @@ def test_overlapped_workers_stop_when_the_export_fails(tmp_path, monkeypatch):
     assert all(p.poll() is not None for p in started[0]._procs.values()) and list(tmp_path.iterdir()) == []
 
 
+def test_the_exporting_process_gets_its_thread_back_once_the_workers_are_done():
+    """At 0.6B the workers finished 1.6 min before the test vectors, which went on with one thread."""
+    from export.lowering.worker_lowering import leave_a_core
+
+    class Workers:
+        started, finished, checks = True, False, 0
+
+        def check(self):
+            self.checks += 1
+
+    workers, before = Workers(), torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with leave_a_core(workers) as between:
+            between()
+            assert torch.get_num_threads() == 1 and workers.checks == 1
+            workers.finished = True
+            between()
+            assert torch.get_num_threads() == 2 and workers.checks == 2
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_failed_worker_stops_the_test_vectors_at_once(tmp_path, monkeypatch):
     """A background worker that fails (here its program is unreadable) ends the export at the next step of
     the eager test vectors, with the worker's error, not after all of them (minutes at 0.6B)."""
@@ -447,6 +471,38 @@ def test_int8_package_passes_its_gate(tmp_path, tiny_pipe):
     unet = manifest["targets"]["executorch"]["components"]["unet"]
     fp32_weight_bytes = 4 * sum(p.numel() for p in tiny_pipe.unet.parameters())
     assert unet["bytes"] < 0.6 * fp32_weight_bytes and unet["delegation"]["main"]["flop_fraction_delegated"] == 1.0
+
+
+def test_checked_frames_spread_over_a_video_too_large_for_its_vector():
+    from types import SimpleNamespace
+
+    from export.lowering.package_writer import checked_frames
+
+    assert checked_frames(SimpleNamespace(num_frames=16, height=320, width=512)) == [0, 5, 10, 15]
+    assert checked_frames(SimpleNamespace(num_frames=16, height=64, width=64)) == list(range(16))  # 192 KB: all
+    assert checked_frames(SimpleNamespace(num_frames=3, height=1024, width=1024)) == [0, 1, 2]
+
+
+def test_check_of_a_large_video_decodes_a_few_frames_and_compares_the_latents_whole(tmp_path, tiny_pipe, monkeypatch,
+                                                                                   capsys):
+    """As at 0.6B (sixteen 512x320 frames, ~11 s each in eager PyTorch): --check decodes CHECKED_FRAMES
+    of the video in eager and in the package, the pipeline vector holds no frames, and inspect says so."""
+    from export.lowering import package_writer
+
+    monkeypatch.setattr(package_writer, "VECTOR_FRAMES_MAX_BYTES", 0)
+    monkeypatch.setattr(package_writer, "CHECKED_FRAMES", 2)
+    batches = []  # frames per eager decoder call (all frames at once at this size)
+    tiny_pipe.vae_decoder.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    lines = []
+    manifest = export_package(tiny_pipe, tmp_path / "c.mobilepkg", check=True, log=lines.append)
+    parity = manifest["targets"]["executorch"]["parity"]
+    assert parity["checked_frames"] == [0, 3] and parity["passed"]
+    assert parity["pipeline_frames_db"] >= 60 and parity["pipeline_latents_db"] >= 60
+    assert "frames" not in manifest["test_vectors"]["pipeline"]["outputs"]
+    assert 2 in batches and 4 not in batches  # eager decoded the two checked frames, never the whole video
+    assert any("(2 of 4 frames decoded)" in line for line in lines)
+    assert main(["inspect", str(tmp_path / "c.mobilepkg")]) == 0
+    assert "(frames 0, 3 of 4)" in capsys.readouterr().out
 
 
 def test_generate_prints_only_its_own_lines(step_aware_package, tmp_path):

@@ -5,9 +5,10 @@ import torch
 from torch import nn
 
 from export.lowering.palettization import (
-    BIT_CHOICES, PalettizationPlan, allocate_bits, apply_table, exact_table, lookup_tables, palettized,
+    BIT_CHOICES, PalettizationPlan, allocate_bits, apply_table, exact_table, lookup_tables, observing, palettized,
     plan_palettization, tables_and_errors,
 )
+from tests.conftest import observe_calls
 
 
 def palettize(w, bits):
@@ -73,7 +74,8 @@ def test_a_plan_palettizes_during_the_block_only_and_counts_each_shared_weight_o
     model = nn.Sequential(nn.Linear(64, 128), nn.GELU(), nn.Linear(128, 64), nn.LayerNorm(64))
     x = torch.randn(32, 64)
     before = [p.detach().clone() for p in model.parameters()]
-    plan = plan_palettization([(model, (x,)), (model, (x,))], "palettize-mixed3", BIT_CHOICES)
+    seen = observe_calls([(model, (x,)), (model, (x,))])
+    plan = plan_palettization([model, model], seen, "palettize-mixed3", BIT_CHOICES)
     assert set(plan.bits) == {"0.weight", "2.weight"}  # > 2048 elements; biases and the norm stay fp16
     assert plan.average_bits <= 3.0
     summary = plan.summary()
@@ -83,8 +85,26 @@ def test_a_plan_palettizes_during_the_block_only_and_counts_each_shared_weight_o
             if name in plan.bits:
                 assert torch.unique(p).numel() <= 1 << plan.bits[name]
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
-    uniform = plan_palettization([(model, (x,))], "palettize6")
+    uniform = plan_palettization([model], seen, "palettize6")
     assert set(uniform.bits.values()) == {6}
+
+
+def test_observing_sees_the_blocks_calls_and_each_shared_layer_once():
+    """The export plans from its test vectors' own calls: what they used, each input channel's mean square."""
+    torch.manual_seed(0)
+    shared, unused = nn.Linear(64, 64), nn.Linear(64, 64)
+    a = nn.ModuleDict({"layer": shared, "unused": unused})
+    b = nn.Sequential(shared, nn.Linear(64, 64))
+    x1, x2 = torch.randn(8, 64), 3 * torch.randn(8, 64)
+    with observing([a, b]) as seen, torch.no_grad():
+        shared(x1)
+        b(x2)
+    shared(x1)  # after the block: not observed
+    assert id(shared) in seen.used and id(unused) not in seen.used and id(b[1]) in seen.used
+    assert seen.sums[id(shared.weight)][1] == 2
+    assert torch.allclose(seen.moments()[id(shared.weight)], (x1.square().mean(0) + x2.square().mean(0)) / 2)
+    plan = plan_palettization([a, b], seen, "palettize4")
+    assert set(plan.bits) == {"layer.weight", "1.1.weight"}  # the unused layer's weight is left out
 
 
 def test_exact_tables_hold_the_values_at_the_fewest_bits():
@@ -106,7 +126,8 @@ def test_core_ml_stores_the_palettized_weights_exactly(tiny_pipe):
 
     tiny_pipe.scheduler.set_timesteps(tiny_pipe.config.scheduler.num_inference_steps)
     e = _entries(tiny_pipe, package_sizes(tiny_pipe.config, []))["unet"][0]
-    plan = plan_palettization([(e.module, e.example)], "palettize-mixed3.5", BIT_CHOICES)
+    seen = observe_calls([(e.module, e.example)])
+    plan = plan_palettization([e.module], seen, "palettize-mixed3.5", BIT_CHOICES)
     assert len(set(plan.bits.values())) > 1
     weights = dict(e.module.named_parameters())
     with palettized(plan):
@@ -134,7 +155,8 @@ def test_mixed_bits_cost_less_error_than_uniform_bits_of_the_same_size():
     pipe = VideoPipeline.from_pretrained(default_model_dir())
     decoder = pipe.vae_decoder
     example = (torch.randn(1, pipe.config.vae.latent_channels, 8, 8, generator=torch.Generator().manual_seed(0)),)
-    mixed = plan_palettization([(decoder, example)], "palettize-mixed3", BIT_CHOICES)
+    seen = observe_calls([(decoder, example)])
+    mixed = plan_palettization([decoder], seen, "palettize-mixed3", BIT_CHOICES)
     uniform = PalettizationPlan({n: 3 for n in mixed.bits}, mixed.sizes, "palettize3", mixed.weights,
                                 {n: lookup_tables(p, (3,))[3] for n, p in mixed.weights.items()})
     assert mixed.average_bits <= 3.0 and len(set(mixed.bits.values())) > 1

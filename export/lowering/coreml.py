@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from export.lowering.palettization import (
-    BIT_CHOICES, WEIGHT_THRESHOLD, bit_choices, bit_shares, exact_table, is_mixed_mode, palettized, plan_palettization,
+    BIT_CHOICES, WEIGHT_THRESHOLD, Observation, bit_choices, bit_shares, exact_table, is_mixed_mode, palettized,
+    plan_palettization,
 )
 from mobile_sdk import __version__
 from mobile_sdk.models.layers import attention_implementation
@@ -184,10 +185,12 @@ class CoreMLComponent:
 
 
 def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions, metadata: dict,
-                 log: Callable[[str], None] = print) -> tuple[dict, dict]:
+                 observations: dict[str, Observation], log: Callable[[str], None] = print) -> tuple[dict, dict]:
     """Write coreml/<component>.mlpackage under `root`, one function per entry (the package writer's
     `Entry`: name, module, example inputs, size); returns the manifest's coreml target entry and
     {component: PalettizationPlan} of the palettized components (what --check runs in PyTorch).
+    Palettization plans each component from its `observations` (of the export's eager calls; needed only
+    when palettizing).
 
     Extra sizes are extra functions of the same multifunction package (`plan_0__8x64x64`), whose
     weights Core ML de-duplicates: coremltools 9.0's enumerated shapes leave the split-einsum
@@ -212,7 +215,8 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
             log(f"converting {comp} to Core ML ({opts.deployment_target}, fp16, ANE layout, "
                 f"function(s) {', '.join(e.name for e in functions)}, compression {opts.compression})")
             if opts.compression.startswith("palettize"):
-                plans[comp] = plan_palettization([(e.module, e.example) for e in functions], opts.compression, choices)
+                plans[comp] = plan_palettization([e.module for e in functions], observations[comp], opts.compression,
+                                                 choices)
                 log(f"  palettization: {_describe(plans[comp])}")
             fp16_parts, parts = [], []
             # palettized weights convert to the same fp16 model size; the tables are stored after it

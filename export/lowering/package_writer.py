@@ -5,6 +5,7 @@ parity gate runs there, and only a complete package is renamed into place.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import datetime as dt
 import gc
@@ -43,18 +44,68 @@ from export.lowering.worker_lowering import (
 from export.lowering.parity import (
     FP32_COMPONENT_MIN_DB, INT8_COMPONENT_MIN_DB, INT8_FRAMES_MIN_DB, PALETTIZED_FRAMES_MIN_DB, psnr,
 )
-from export.lowering.palettization import palettized
+from export.lowering.palettization import observing, palettized
 from export.nas.elastic import subnet_of
 from export.nas.sampling_space import module_flops
 
 TEST_PROMPT = "a red circle moving right"
 TEST_SEED = 7  # the noise and pipeline test vectors' seed
+VECTOR_FRAMES_MAX_BYTES = 1 << 20  # the pipeline's test vector holds its frames up to this size
+CHECKED_FRAMES = 4  # frames --check decodes of a larger video (an eager 512x320 0.6B frame takes ~11 s)
 (MAIN,) = entry_names(1)
 LOW_MEMORY_ABOVE_BYTES = 1 << 30  # fp32 UNet weights above which export lowers one component per process
 
 
 class ParityError(SDKError):
     """The exported programs do not reproduce eager PyTorch closely enough."""
+
+
+@dataclass
+class PipelineReference:
+    """The eager 4-step run --check compares with: its noise, final latents, and the frames decoded from
+    them (`frame_index` of the video's frames)."""
+    noise: torch.Tensor
+    latents: torch.Tensor
+    frame_index: list[int]
+    frames: np.ndarray | None
+
+
+def vector_holds_frames(cfg) -> bool:
+    return cfg.num_frames * cfg.height * cfg.width * 3 <= VECTOR_FRAMES_MAX_BYTES
+
+
+def checked_frames(cfg) -> list[int]:
+    """The frames --check decodes: all of a video whose frames fit the test vector, else CHECKED_FRAMES
+    spread from the first to the last. The decoder runs frame by frame, so every decoded frame exercises
+    all its layers; the latents, where the UNet's temporal layers show, are compared whole."""
+    if vector_holds_frames(cfg) or cfg.num_frames <= CHECKED_FRAMES:
+        return list(range(cfg.num_frames))
+    return [round(i * (cfg.num_frames - 1) / (CHECKED_FRAMES - 1)) for i in range(CHECKED_FRAMES)]
+
+
+def compare_pipeline(pipe: VideoPipeline, ref: PipelineReference) -> dict:
+    """`pipe`'s 4-step run from the reference's noise against the reference: the latents whole, the frames
+    on the reference's decoded ones."""
+    out = pipe(TEST_PROMPT, latents=ref.noise.clone(), output_type="latent")
+    frames = pipe.decode(out.latents[:, :, ref.frame_index])
+    return {"pipeline_frames_db": psnr(ref.frames, frames, peak=255.0),
+            "pipeline_latents_db": psnr(ref.latents, out.latents), "checked_frames": ref.frame_index}
+
+
+def _pipeline_line(prefix: str, results: dict, num_frames: int) -> str:
+    decoded = len(results["checked_frames"])
+    return (f"  {prefix} 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB"
+            + (f" ({decoded} of {num_frames} frames decoded)" if decoded < num_frames else "")
+            + f", latents {results['pipeline_latents_db']:.1f} dB")
+
+
+@contextlib.contextmanager
+def _observing_components(entries: dict[str, list["Entry"]], enabled: bool):
+    """{component: Observation} of the block's calls of each component's entries ({} when not `enabled`):
+    the palettization plans come from the test vectors' own calls."""
+    with contextlib.ExitStack() as stack:
+        yield {comp: stack.enter_context(observing([e.module for e in comp_entries]))
+               for comp, comp_entries in entries.items()} if enabled else {}
 
 
 def unet_fp32_bytes(pipe: VideoPipeline) -> int:
@@ -66,6 +117,16 @@ def release_weights(pipe: VideoPipeline) -> None:
     for module in (pipe.text_encoder, pipe.unet, pipe.vae_decoder):
         module.to("meta")
     gc.collect()
+
+
+def return_freed_memory() -> None:
+    """Hand the heap that freed tensors leave behind back to the OS (glibc keeps it for reuse): after the
+    eager 0.6B test vectors it stood under the Core ML conversion's peak. Nothing where glibc is absent."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _log_written(root: Path, rel: str, log: Callable[[str], None]) -> None:
@@ -303,18 +364,21 @@ def export_package(
         elif workers:
             log("the workers start after the test vectors, once the weights here are released")
         try:
-            with leave_a_core(workers):
+            with leave_a_core(workers) as between:
+                tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
+                (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
+                between()
+                palettizing = "coreml" in targets and coreml_compression.startswith("palettize")
+                with _observing_components(entries, palettizing) as observations:
+                    test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log,
+                                                              between)
+                return_freed_memory()
                 coreml, palettization_plans = None, {}
                 if "coreml" in targets:
                     meta = {"preset": preset or "", "model": cfg.name, "description": cfg.description,
                             "temporal_plans": plans, "sdk_version": __version__}
-                    coreml, palettization_plans = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta, log)
-
-                tokenizer = {"format": "mobile-sdk-tokenizer", "version": 1, **pipe.tokenizer.to_dict()}
-                (tmp / TOKENIZER).write_text(json.dumps(tokenizer, indent=2) + "\n")
-                between = workers.check if workers else lambda: None
-                between()
-                test_vectors, eager = _write_test_vectors(tmp, pipe, entries, sizes[0], quantize, check, log, between)
+                    coreml, palettization_plans = lower_coreml(tmp, entries, IO_NAMES, coreml_options, meta,
+                                                               observations, log)
                 if check and palettization_plans:
                     coreml["palettization_check"] = check_palettized(pipe, entries, palettization_plans, eager, log)
             manifest = _manifest(pipe, preset, components, sizes, plans, entries, quantize, test_vectors, latency_table)
@@ -447,20 +511,23 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
     """Small recorded inputs and eager outputs of every entry that the apps' own tests replay (min PSNR
     given), the portable noise of the seed, and the whole pipeline at the default size. Also returns the
     eager results --check compares the written programs against: every method's vector (each layer runs
-    once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~45 s).
+    once) and the pipeline run, so the gate calls no component a second time (one 0.6B UNet call is ~30 s).
     A UNet entry the pipeline runs takes its vector from the pipeline's first call of it. `between` runs
-    after each step and before each entry's call (it raises to stop: a failed background worker)."""
+    after each step, before the decoding and before each entry's call (`leave_a_core`'s: it raises to stop
+    at a failed background worker, and gives back the thread the workers had once they are done)."""
     log("computing the test vectors: the 4-step pipeline and every entry, in eager PyTorch")
     noise = torch.from_numpy(portable_normal(TEST_SEED, pipe.latent_shape()))
     noise_name, pipeline_name = contract_names()["noise"]["test_vector"], contract_names()["test_vectors"]["pipeline"]
     pipe.set_progress_bar_config(disable=True)
-    # Frames go into the vector up to 1 MB; larger ones are decoded only for --check (the 0.6B model's
-    # sixteen 512x320 frames take minutes in eager PyTorch).
+    # Frames go into the vector up to 1 MB; of larger videos --check alone decodes a few (the 0.6B
+    # model's sixteen 512x320 frames take two minutes in eager PyTorch).
     cfg = pipe.config
-    small = cfg.num_frames * cfg.height * cfg.width * 3 <= 1 << 20
+    small = vector_holds_frames(cfg)
     with _first_unet_calls(entries["unet"], default) as pipeline_calls:
-        out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="np" if small or check else "latent",
-                   callback=lambda *_: between())
+        out = pipe(TEST_PROMPT, latents=noise.clone(), output_type="latent", callback=lambda *_: between())
+    frame_index = checked_frames(cfg)
+    between()
+    frames = pipe.decode(out.latents[:, :, frame_index]) if small or check else None
 
     component_db = FP32_COMPONENT_MIN_DB if quantize == "none" else INT8_COMPONENT_MIN_DB
     vectors, eager = {}, {"components": {}}
@@ -485,9 +552,9 @@ def _write_test_vectors(root, pipe, entries: dict[str, list[Entry]], default: tu
            "outputs": {"final_latents": _write_tensor(root, "pipeline.final_latents", out.latents)},
            "min_psnr_db": 40.0 if quantize == "none" else INT8_FRAMES_MIN_DB}
     if small:
-        e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", out.frames[0])
+        e2e["outputs"]["frames"] = _write_tensor(root, "pipeline.frames", frames[0])
     vectors[pipeline_name] = e2e
-    eager["pipeline"] = (noise, out)
+    eager["pipeline"] = PipelineReference(noise, out.latents, frame_index, frames)
     return vectors, eager
 
 
@@ -509,14 +576,10 @@ def check_palettized(pipe: VideoPipeline, entries: dict[str, list[Entry]], plans
             if (comp, name) in modules:
                 out = modules[comp, name](*args)
                 results["components"][key] = psnr(expected, out[0] if isinstance(out, tuple) else out)
-        noise, reference = refs["pipeline"]
-        out = pipe(TEST_PROMPT, latents=noise.clone())
-    results["pipeline_frames_db"] = psnr(reference.frames, out.frames, peak=255.0)
-    results["pipeline_latents_db"] = psnr(reference.latents, out.latents)
+        results.update(compare_pipeline(pipe, refs["pipeline"]))
     for k, v in results["components"].items():
         log(f"  palettized {k}: {v:.1f} dB")
-    log(f"  palettized 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB, "
-        f"latents {results['pipeline_latents_db']:.1f} dB")
+    log(_pipeline_line("palettized", results, pipe.config.num_frames))
     if results["pipeline_frames_db"] < PALETTIZED_FRAMES_MIN_DB:
         raise ParityError(f"palettization check failed: frames {results['pipeline_frames_db']:.1f} dB against fp32 "
                           f"(needs >= {PALETTIZED_FRAMES_MIN_DB} dB); use more bits per weight; no package was written")
@@ -537,15 +600,12 @@ def check_parity(root: Path, refs: dict, quantize: str, log: Callable[[str], Non
     with torch.no_grad():
         for key, (comp, name, args, expected) in refs["components"].items():
             results["components"][key] = psnr(expected, programs[comp].run(name, *args)[0])
-        noise, eager_out = refs["pipeline"]
         pte.set_progress_bar_config(disable=True)
-        pte_out = pte(TEST_PROMPT, latents=noise.clone())
-    results["pipeline_frames_db"] = psnr(eager_out.frames, pte_out.frames, peak=255.0)
-    results["pipeline_latents_db"] = psnr(eager_out.latents, pte_out.latents)
+        results.update(compare_pipeline(pte, refs["pipeline"]))
     pkg.close()
     for k, v in results["components"].items():
         log(f"  parity {k}: {v:.1f} dB")
-    log(f"  parity 4-step pipeline: frames {results['pipeline_frames_db']:.1f} dB, latents {results['pipeline_latents_db']:.1f} dB")
+    log(_pipeline_line("parity", results, pte.config.num_frames))
     if quantize == "none":
         results["thresholds_db"] = {"component_min": FP32_COMPONENT_MIN_DB}
         bad = {k: v for k, v in results["components"].items() if v < FP32_COMPONENT_MIN_DB}

@@ -93,6 +93,12 @@ class WorkerLowering:
     def started(self) -> bool:
         return bool(self._lanes)
 
+    @property
+    def finished(self) -> bool:
+        """Every component lowered (or failed): no queue, no lane running."""
+        with self._lock:
+            return not self._queue and not any(lane.is_alive() for lane in self._lanes)
+
     def run(self) -> dict[str, dict]:
         while (comp := self._next()) is not None:
             self.reports[comp] = self._lower(comp, self.programs[comp])
@@ -180,12 +186,20 @@ class WorkerLowering:
 @contextlib.contextmanager
 def leave_a_core(workers: WorkerLowering | None):
     """While started workers run, this process's torch uses one thread fewer (at least one): the worker's
-    lowering is single-threaded, and a core shared by both slows the eager calls more than one thread less."""
+    lowering is single-threaded, and a core shared by both slows the eager calls more than one thread less.
+    Yields `between()`, for the exporting process to call between its eager steps: it raises a failed
+    worker's error (`WorkerLowering.check`) and gives the thread back once every worker has finished."""
     before = torch.get_num_threads()
     if workers is not None and workers.started:
         torch.set_num_threads(max(1, before - 1))
+
+    def between() -> None:
+        if workers is not None:
+            workers.check()
+            if workers.finished:
+                torch.set_num_threads(before)
+
     try:
-        yield
+        yield between
     finally:
         torch.set_num_threads(before)
-
