@@ -73,9 +73,7 @@ def format_package_summary(s: dict) -> str:
             deleg = "; ".join(f"{m}: {d['op_fraction_delegated']:.1%} ops / {d['flop_fraction_delegated']:.2%} FLOPs delegated"
                               for m, d in c["delegation"].items())
             pal = c.get("palettization")
-            shares = pal and pal["elements_by_bits"]
-            bits = (f" ({pal['average_bits']:.2f} bits: " + ", ".join(f"{b}-bit {n / max(1, sum(shares.values())):.1%}"
-                                                             for b, n in shares.items()) + ")") if pal else ""
+            bits = f" ({pal['average_bits']:.2f} bits: {bit_shares(pal['elements_by_bits'])})" if pal else ""
             methods = ", ".join(c["methods"]) if c["methods"] else f"chain of {len(c['files'])} models"
             lines.append(f"  {name:<13} {c['bytes'] / 1e6:8.2f} MB  quant {c['quantization']}{bits}  methods {methods}"
                          + (f"  [{deleg}]" if deleg else ""))
@@ -103,3 +101,10 @@ def _frames_of(check: dict, video: dict) -> str:
     if frames is None or len(frames) == video["num_frames"]:
         return ""
     return f" (frames {', '.join(map(str, frames))} of {video['num_frames']})"
+
+
+def bit_shares(elements_by_bits: dict[str, int]) -> str:
+    """'2-bit 7.0%, 3-bit 48.2%, ...': each width's share of a palettized component's elements (the export
+    log and `inspect` both print it)."""
+    total = max(1, sum(elements_by_bits.values()))
+    return ", ".join(f"{b}-bit {n / total:.1%}" for b, n in elements_by_bits.items())

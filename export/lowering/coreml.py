@@ -22,11 +22,12 @@ import torch
 from torch import nn
 
 from export.lowering.palettization import (
-    BIT_CHOICES, WEIGHT_THRESHOLD, Observation, bit_choices, bit_shares, exact_table, is_mixed_mode, palettized,
+    BIT_CHOICES, WEIGHT_THRESHOLD, Observation, bit_choices, exact_table, is_mixed_mode, palettized,
     plan_palettization,
 )
 from mobile_sdk import __version__
 from mobile_sdk.models.layers import attention_implementation
+from mobile_sdk.package_summary import bit_shares
 from mobile_sdk.quiet import native_stderr_quiet
 
 COMPRESSION_MODES = ("none", "palettize4", "palettize6", "palettize8", "linear8")
@@ -263,7 +264,7 @@ def lower_coreml(root: Path, entries: dict, io_names: dict, opts: CoreMLOptions,
 
 
 def _describe(plan) -> str:
-    return f"{plan.average_bits:.2f} bits per weight on average over {len(plan.bits)} weights ({bit_shares(plan.summary())})"
+    return f"{plan.average_bits:.2f} bits per weight on average over {len(plan.bits)} weights ({bit_shares(plan.summary()['elements_by_bits'])})"
 
 
 def _assemble(parts: list[tuple[str, Path]], target: Path) -> Path:

@@ -254,13 +254,6 @@ class PalettizationPlan:
                 "weights": len(self.bits), "elements_by_bits": dict(sorted(by_bits.items(), key=lambda kv: int(kv[0])))}
 
 
-def bit_shares(summary: dict) -> str:
-    """'2-bit 7%, 3-bit 48%, ...' of a plan's summary (shares of its elements)."""
-    by_bits = summary["elements_by_bits"]
-    total = sum(by_bits.values()) or 1
-    return ", ".join(f"{b}-bit {n / total:.0%}" if n / total >= 0.005 else f"{b}-bit <1%" for b, n in by_bits.items())
-
-
 def plan_palettization(modules: list[nn.Module], observation: Observation, mode: str,
                        choices: tuple[int, ...] = BIT_CHOICES) -> PalettizationPlan:
     """Bits per weight of `modules` (the weights their observed calls used): `palettizeN` gives every weight
