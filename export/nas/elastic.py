@@ -7,8 +7,9 @@ A `SubNet` picks, per resolution level (the middle block goes with the last leve
   first channels / hidden units / heads are kept. Outer channels (block_channels: what skips, resamplers,
   temporal layers and the norms between blocks see) never shrink, so every skip stays valid. A width is
   allowed at a level when it keeps a whole number of GroupNorm groups (the inner GroupNorm keeps its group
-  size, channels / norm_groups) and, where the level has spatial transformers, a whole number of heads:
-  a 2-head level allows 1 and 0.5, a 3-head level only 1.
+  size, channels / norm_groups) and of feed-forward units. Heads are never split: a level keeps the first
+  ceil(width x heads) of them (a 2-head level at 0.75 keeps both, a 3-head level at 0.5 keeps two), so
+  the attention narrows in whole heads while the ResBlocks and feed-forward narrow by the width itself.
 - **up blocks**, how many of the up stage's layers_per_block + 1 ResBlocks (+ transformers) run, the first
   ones; a dropped block's skip goes unused. The first block stays: it is the one that changes the width
   from the level below. Down stages always run every block: a down block feeds both the next block and a
@@ -30,6 +31,7 @@ import dataclasses
 import functools
 import itertools
 import json
+import math
 import random
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -54,12 +56,17 @@ def _keeps_whole(count: int, width: float) -> bool:
     return (count * width).is_integer() and count * width >= 1
 
 
+def kept_heads(cfg: UNetConfig, level: int, width: float) -> int:
+    """Heads a width keeps at `level`: the first ceil(width x heads), so that no head is split."""
+    return math.ceil(width * (cfg.attention_inner(level) // cfg.stage_head_dim(level)) - 1e-9)
+
+
 def allowed_widths(cfg: UNetConfig, level: int) -> tuple[float, ...]:
-    """The WIDTHS that keep whole GroupNorm groups and whole heads at `level`."""
+    """The WIDTHS that keep whole GroupNorm groups (and, with spatial transformers, whole feed-forward
+    units) at `level`; heads are rounded up (`kept_heads`)."""
     groups = cfg.res_inner(level) // (cfg.block_channels[level] // cfg.norm_groups)
-    heads = cfg.attention_inner(level) // cfg.stage_head_dim(level)
-    return tuple(w for w in WIDTHS if _keeps_whole(groups, w) and (not _has_transformers(cfg, level) or (
-        _keeps_whole(heads, w) and _keeps_whole(cfg.ff_inner(level), w))))
+    return tuple(w for w in WIDTHS if _keeps_whole(groups, w) and (
+        not _has_transformers(cfg, level) or _keeps_whole(cfg.ff_inner(level), w)))
 
 
 @dataclass(frozen=True)
@@ -137,9 +144,9 @@ def all_subnets(cfg: UNetConfig) -> Iterator[SubNet]:
 
 def _why(cfg: UNetConfig, name: str, level: int) -> str:
     if name == "widths":
-        heads = cfg.attention_inner(level) // cfg.stage_head_dim(level) if _has_transformers(cfg, level) else None
+        ff = cfg.ff_inner(level) if _has_transformers(cfg, level) else None
         return (f" (of {WIDTHS}: those keeping whole GroupNorm groups of {cfg.block_channels[level] // cfg.norm_groups}"
-                f" channels" + (f" and whole heads of {heads}" if heads else "") + ")")
+                f" channels" + (f" and whole units of the {ff}-unit feed-forward" if ff else "") + ")")
     if name == "up_blocks":
         return " (the first block of an up stage always runs)"
     if not _has_transformers(cfg, level):
@@ -163,7 +170,9 @@ def subnet_config(cfg: UNetConfig, subnet: SubNet) -> UNetConfig:
         cfg,
         res_inner_channels=scaled("res_inner_channels", cfg.res_inner),
         ff_inner_channels=scaled("ff_inner_channels", cfg.ff_inner, transformers_only=True),
-        attention_inner_channels=scaled("attention_inner_channels", cfg.attention_inner, transformers_only=True),
+        attention_inner_channels=per_level("attention_inner_channels", [
+            kept_heads(cfg, l, w) * cfg.stage_head_dim(l) if _has_transformers(cfg, l) else cfg.attention_inner(l)
+            for l, w in zip(levels, subnet.widths)], cfg.attention_inner),
         transformer_depths=per_level("transformer_depths", list(subnet.transformer_depths), cfg.stage_transformer_depth),
         up_blocks=per_level("up_blocks", list(subnet.up_blocks), cfg.up_block_count),
         mid_block=subnet.mid_block,

@@ -7,6 +7,10 @@ Long: the export alone takes many minutes on 2 cores. Reuse packages you already
 Without BENCH_0P6B_PACKAGE the export benchmark writes one (low-memory mode, the default at this size, with
 its workers beside the test vectors when the memory allows).
 Peak memory is the largest sum of RSS over the exporting process and its workers, sampled every 0.2 s.
+
+The other exports the README reports (Core ML mixed-bit, --check, int8) take 6-15 min each; name the ones
+to run: BENCH_0P6B_EXPORTS=coreml-mixed3.5,executorch-check (or "all"). Each records its wall, peak and,
+for --check, whether the gate passed: on random weights the Core ML mixed-bit check is refused.
 """
 import os
 import subprocess
@@ -43,7 +47,19 @@ def _tree_rss_bytes(pid: int) -> int:
 
 
 def run_measured(cmd: list[str]) -> tuple[float, int]:
-    """(wall seconds, peak tree RSS bytes) of a command run to completion."""
+    """(wall seconds, peak tree RSS bytes) of a command run to completion; its failure fails the test."""
+    wall, peak, code, err = _run_sampled(cmd)
+    if code:
+        pytest.fail(f"{' '.join(cmd)} failed: {_last_line(err) or code}")
+    return wall, peak
+
+
+def _last_line(text: str) -> str:
+    return text.strip().splitlines()[-1] if text.strip() else ""
+
+
+def _run_sampled(cmd: list[str]) -> tuple[float, int, int, str]:
+    """(wall seconds, peak tree RSS bytes, exit status, stderr) of a command run to completion."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     peak = [0]
@@ -57,9 +73,7 @@ def run_measured(cmd: list[str]) -> tuple[float, int]:
     sampler.start()
     _, err = proc.communicate()
     sampler.join()
-    if proc.returncode:
-        pytest.fail(f"{' '.join(cmd)} failed: {err.strip().splitlines()[-1] if err.strip() else proc.returncode}")
-    return time.perf_counter() - start, peak[0]
+    return time.perf_counter() - start, peak[0], proc.returncode, err
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +96,41 @@ def test_export_fp32(benchmark, package):
     benchmark.extra_info.update({"wall(s)": round(wall, 1), "peak_rss(GB)": round(peak / 1e9, 2),
                                  "unet_fp32_weights(GB)": round(unet_weights / 1e9, 2),
                                  "peak_over_unet_weights": round(peak / unet_weights, 2)})
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are the export's, in extra_info
+
+
+# name -> (export arguments, what a refusal of its gate means: None where the export must succeed)
+EXPORTS = {
+    "executorch-check": (["--check"], None),
+    "int8-check": (["--quantize", "int8", "--calibration-prompts", "2", "--check"], None),
+    "coreml-mixed3.5": (["--target", "coreml", "--quantize", "palettize-mixed3.5"], None),
+    # random weights at 3.5 bits fall below the 30 dB frames gate (README): the refusal is the expected end
+    "coreml-mixed3.5-check": (["--target", "coreml", "--quantize", "palettize-mixed3.5", "--check"], "refused"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPORTS))
+def test_export_variant(benchmark, tmp_path, name):
+    """Wall time, peak memory and gate outcome of one more 0.6B export (BENCH_0P6B_EXPORTS names them)."""
+    wanted = os.environ.get("BENCH_0P6B_EXPORTS", "")
+    if name not in wanted.split(",") and wanted != "all":
+        pytest.skip(f"set BENCH_0P6B_EXPORTS={name} (or all) to run this {name} export")
+    args, refusal = EXPORTS[name]
+    out = tmp_path / f"{name}.mobilepkg"
+    cli = Path(sys.executable).with_name("mobile-sdk")
+    cmd = [str(cli), "export", "--preset", PRESET, "--out", str(out), *args]
+    wall, peak, code, err = _run_sampled(cmd)
+    refused = code != 0 and "needs >=" in err
+    if code and not (refused and refusal):
+        pytest.fail(f"{' '.join(cmd)} failed: {_last_line(err) or code}")
+    assert refused == (refusal is not None), f"expected the gate to be {refusal or 'passed'}: {_last_line(err)}"
+    assert refused or (out / "manifest.json").is_file()
+    benchmark.extra_info.update({"export": " ".join(args), "wall(s)": round(wall, 1),
+                                 "peak_rss(GB)": round(peak / 1e9, 2),
+                                 "gate": ("refused: " + _last_line(err)) if refused else
+                                 ("passed" if "--check" in args else "none"),
+                                 "package(MB)": round(sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+                                                      / 1e6, 1) if out.exists() else None})
     benchmark.pedantic(lambda: None, rounds=1)  # the figures are the export's, in extra_info
 
 
