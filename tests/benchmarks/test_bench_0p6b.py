@@ -76,14 +76,18 @@ def _run_sampled(cmd: list[str]) -> tuple[float, int, int, str]:
     return time.perf_counter() - start, peak[0], proc.returncode, err
 
 
+def _export_cmd(out: Path, *args: str) -> list[str]:
+    """`mobile-sdk export` of the 0.6B preset to `out`, from this interpreter's environment."""
+    return [str(Path(sys.executable).with_name("mobile-sdk")), "export", "--preset", PRESET, "--out", str(out), *args]
+
+
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
     given = os.environ.get("BENCH_0P6B_PACKAGE")
     if given:
         return Path(given)
     path = tmp_path_factory.mktemp("0p6b") / "0p6b.mobilepkg"
-    cli = Path(sys.executable).with_name("mobile-sdk")
-    EXPORT["wall"], EXPORT["peak"] = run_measured([str(cli), "export", "--preset", PRESET, "--out", str(path)])
+    EXPORT["wall"], EXPORT["peak"] = run_measured(_export_cmd(path))
     return path
 
 
@@ -99,13 +103,13 @@ def test_export_fp32(benchmark, package):
     benchmark.pedantic(lambda: None, rounds=1)  # the figures are the export's, in extra_info
 
 
-# name -> (export arguments, what a refusal of its gate means: None where the export must succeed)
+# name -> (export arguments, whether its gate is expected to refuse the package)
 EXPORTS = {
-    "executorch-check": (["--check"], None),
-    "int8-check": (["--quantize", "int8", "--calibration-prompts", "2", "--check"], None),
-    "coreml-mixed3.5": (["--target", "coreml", "--quantize", "palettize-mixed3.5"], None),
+    "executorch-check": (["--check"], False),
+    "int8-check": (["--quantize", "int8", "--calibration-prompts", "2", "--check"], False),
+    "coreml-mixed3.5": (["--target", "coreml", "--quantize", "palettize-mixed3.5"], False),
     # random weights at 3.5 bits fall below the 30 dB frames gate (README): the refusal is the expected end
-    "coreml-mixed3.5-check": (["--target", "coreml", "--quantize", "palettize-mixed3.5", "--check"], "refused"),
+    "coreml-mixed3.5-check": (["--target", "coreml", "--quantize", "palettize-mixed3.5", "--check"], True),
 }
 
 
@@ -115,15 +119,14 @@ def test_export_variant(benchmark, tmp_path, name):
     wanted = os.environ.get("BENCH_0P6B_EXPORTS", "")
     if name not in wanted.split(",") and wanted != "all":
         pytest.skip(f"set BENCH_0P6B_EXPORTS={name} (or all) to run this {name} export")
-    args, refusal = EXPORTS[name]
+    args, expect_refused = EXPORTS[name]
     out = tmp_path / f"{name}.mobilepkg"
-    cli = Path(sys.executable).with_name("mobile-sdk")
-    cmd = [str(cli), "export", "--preset", PRESET, "--out", str(out), *args]
+    cmd = _export_cmd(out, *args)
     wall, peak, code, err = _run_sampled(cmd)
     refused = code != 0 and "needs >=" in err
-    if code and not (refused and refusal):
+    if code and not (refused and expect_refused):
         pytest.fail(f"{' '.join(cmd)} failed: {_last_line(err) or code}")
-    assert refused == (refusal is not None), f"expected the gate to be {refusal or 'passed'}: {_last_line(err)}"
+    assert refused == expect_refused, f"expected the gate to {'refuse' if expect_refused else 'pass'}: {_last_line(err)}"
     assert refused or (out / "manifest.json").is_file()
     benchmark.extra_info.update({"export": " ".join(args), "wall(s)": round(wall, 1),
                                  "peak_rss(GB)": round(peak / 1e9, 2),
