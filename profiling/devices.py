@@ -20,14 +20,24 @@ class DeviceDisconnected(RunnerError):
     """The device stopped answering mid-run; finished entries are kept and the next run resumes."""
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def host_cpu(cpuinfo: str | None = None) -> str:
+    """The CPU model with its family/model numbers and vector ISA ("AMD EPYC" alone names several): XNNPACK
+    picks its kernels by ISA, so host timings compare only between hosts that report the same.
+    `cpuinfo`: /proc/cpuinfo's text (read when not given)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    flags = fields.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2, no AVX-512" if "avx2" in flags else "no AVX2"
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')} model {fields.get('model', '?')}, {isa})"
 
 
 class HostDevice:
@@ -37,7 +47,7 @@ class HostDevice:
         self.runner = Path(runner) if runner else build_host_runner(log=log)
 
     def info(self) -> dict:
-        return {"device": {"model": f"host ({platform.node()})", "soc": _cpu_model(), "os": f"{platform.system()} {platform.release()}",
+        return {"device": {"model": f"host ({platform.node()})", "soc": host_cpu(), "os": f"{platform.system()} {platform.release()}",
                            "arch": platform.machine()},
                 "runtime": {"name": "executorch", "version": metadata.version("executorch"), "delegate": "XnnpackBackend"},
                 "compute_unit": "cpu"}

@@ -13,7 +13,7 @@ from export.nas.model_blocks import CALL_SIGNATURE, model_blocks
 from export.nas.efficiency_predictor import LatencyPredictor
 from mobile_sdk.config import load_preset
 from mobile_sdk.plan import TemporalPlan
-from profiling.devices import AdbDevice, DeviceDisconnected, HostDevice
+from profiling.devices import AdbDevice, DeviceDisconnected, HostDevice, host_cpu
 from profiling.harness import profile
 from profiling.runner import build_host_runner
 
@@ -97,6 +97,14 @@ def test_android_path_with_stand_in_adb(host_run, blocks, tmp_path, monkeypatch)
         assert table.entries[sig] == partial.entries[sig]
     assert (tmp_path / "device/data/local/tmp/mobile_sdk_profile/et_bench_runner").exists()
     assert len(list((tmp_path / "dumps").glob("*.etdp"))) == len(blocks.signatures())  # pulled back from the "phone"
+
+
+def test_host_cpu_names_the_vector_isa_that_decides_xnnpack_kernels():
+    zen3 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu fma avx2\n"
+    assert host_cpu(zen3) == "AMD EPYC (family 25 model 1, AVX2, no AVX-512)"
+    assert host_cpu(zen3.replace("avx2", "avx2 avx512f")).endswith(", AVX-512)")
+    assert host_cpu(zen3 + zen3.replace("AMD EPYC", "second core")).startswith("AMD EPYC (")  # the first processor's
+    assert host_cpu("") and "(" not in host_cpu("")  # no /proc/cpuinfo: the platform's own name
 
 
 def test_adb_errors_are_clear(tmp_path, monkeypatch):

@@ -6,6 +6,9 @@ int8), on the same inputs (captured from a real 4-step run) with the same thread
 each runner in turn, starting with a different one each round, so machine drift falls on all of them
 alike; the median over rounds is reported, with each runner's parity (PSNR against eager, dB) and its
 time relative to ONNX Runtime fp32, in `extra_info` (pytest-benchmark's own figures are whole rounds).
+Two more set those against the machine: the UNet call's GFLOP/s as a share of a large GEMM's, per op class,
+and single 3x3 convolutions against the same arithmetic as one GEMM and against ONNX Runtime's convolution.
+Each records the host's CPU and vector ISA, on which XNNPACK's choice of kernels depends.
 
 Run: pip install -e ".[test,bench]" && pytest tests/benchmarks/test_bench_peers.py --benchmark-only
      (PEER_THREADS, default 1; exports take a few minutes)
@@ -24,6 +27,7 @@ from export.lowering.executorch import MethodSpec, lower_program
 from export.lowering.parity import psnr
 from mobile_sdk.pipeline import VideoPipeline
 from mobile_sdk.weights import default_model_dir
+from profiling.devices import host_cpu
 from tests.conftest import CallRecorder
 
 ort = pytest.importorskip("onnxruntime", reason="the peer benchmark needs the bench extra: pip install -e '.[bench]'")
@@ -113,7 +117,7 @@ def test_peers(benchmark, demo, component, tmp_path):
 
     benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
     median = {k: statistics.median(v[-ROUNDS:]) for k, v in times.items()}
-    benchmark.extra_info.update(component=component, threads=THREADS, rounds=ROUNDS, calls_per_round=CALLS)
+    benchmark.extra_info.update(component=component, cpu=host_cpu(), threads=THREADS, rounds=ROUNDS, calls_per_round=CALLS)
     for k in runners:
         benchmark.extra_info[f"{k}_median_latency(ms)"] = round(median[k], 3)
         benchmark.extra_info[f"{k}_vs_ort_fp32"] = round(median[k] / median["ort-fp32"], 3)
@@ -166,7 +170,7 @@ def test_unet_gflops_vs_gemm_peak(benchmark, demo, tmp_path):
     dump = tmp_path / "unet.etdump"
     HostDevice(log=lambda s: None).run(tmp_path / "unet.pte", 3, 10, THREADS, etdump=dump)
     op_ms = op_times(dump)
-    benchmark.extra_info.update({"threads": THREADS, "gemm_peak(GFLOP/s)": round(peak, 1), "unet_gflop": round(flops / 1e9, 3),
+    benchmark.extra_info.update({"cpu": host_cpu(), "threads": THREADS, "gemm_peak(GFLOP/s)": round(peak, 1), "unet_gflop": round(flops / 1e9, 3),
                                  "unet_achieved(GFLOP/s)": round(achieved, 1), "share_of_peak": round(achieved / peak, 3)})
     for cls, f in by_class.items():
         ms = sum(v for k, v in op_ms.items() if k.startswith(cls))
@@ -175,3 +179,50 @@ def test_unet_gflops_vs_gemm_peak(benchmark, demo, tmp_path):
             benchmark.extra_info[f"{cls}_share_of_peak"] = round(f / (ms / 1e3) / 1e9 / peak, 3)
     benchmark.extra_info["etdump_top_ops(ms)"] = {k: round(v, 3) for k, v in sorted(op_ms.items(), key=lambda kv: -kv[1])[:8]}
     assert per_round > 0 and np.isfinite(achieved)
+
+
+# (label, channels, frames, height, width): 3x3 convolutions of the demo decoder's and UNet's levels and of the
+# 0.6B UNet's (its spatial size cut: the rate does not depend on it).
+CONV_SHAPES = [("demo decoder 64x64", 32, 1, 64, 64), ("demo decoder 32x32", 64, 1, 32, 32),
+               ("demo UNet 8 frames 8x8", 96, 8, 8, 8), ("0.6B UNet level 0", 256, 1, 40, 64),
+               ("0.6B UNet level 2", 1024, 1, 10, 16)]
+
+
+def test_conv_kernels_vs_gemm(benchmark, tmp_path):
+    """GFLOP/s of a 3x3 convolution as XNNPACK runs it (an indirect GEMM) against the same arithmetic as one
+    plain GEMM (the im2col'd input [H*W, 9C] by [9C, C], through XNNPACK's fully connected) and against ONNX
+    Runtime's convolution, per shape, in interleaved rounds. Where the convolution sits far below the GEMM,
+    XNNPACK's convolution kernel for this CPU is what limits our programs, not the graph we give it."""
+    torch.set_num_threads(THREADS)
+    runners = {}
+    flops: dict[str, float] = {}
+    for label, c, n, h, w in CONV_SHAPES:
+        conv = torch.nn.Conv2d(c, c, 3, padding=1).eval()
+        x = torch.randn(n, c, h, w)
+        gemm = torch.nn.Linear(9 * c, c).eval()
+        cols = torch.randn(1, n * h * w, 9 * c)
+        flops[label] = 2 * 9 * c * c * n * h * w
+        runners[f"{label}: xnnpack conv"] = _pte_runner(conv, (x,), ["x"], [], "none", tmp_path / f"{c}-conv.pte")
+        runners[f"{label}: xnnpack gemm"] = _pte_runner(gemm, (cols,), ["x"], [], "none", tmp_path / f"{c}-gemm.pte")
+        ort_fp32 = _ort_runners(conv, (x,), ["x"], tmp_path)["ort-fp32"]
+        runners[f"{label}: ort conv"] = ort_fp32
+        with torch.no_grad():
+            assert psnr(conv(x), runners[f"{label}: xnnpack conv"]()) > 60 and psnr(conv(x), ort_fp32()) > 60
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+
+    def one_round():
+        for k in order:
+            runners[k]()
+            times[k].append(_timed(runners[k]))
+        order.append(order.pop(0))
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    benchmark.extra_info.update(cpu=host_cpu(), threads=THREADS, rounds=ROUNDS)
+    for k, v in times.items():
+        label = k.split(": ")[0]
+        benchmark.extra_info[f"{k}_(GFLOP/s)"] = round(flops[label] / statistics.median(v[-ROUNDS:]) / 1e9, 1)
+    for label in flops:
+        conv, gemm = (benchmark.extra_info[f"{label}: xnnpack {kind}_(GFLOP/s)"] for kind in ("conv", "gemm"))
+        benchmark.extra_info[f"{label}: conv_share_of_gemm"] = round(conv / gemm, 3)
+    assert all(np.isfinite(v).all() for v in times.values())
