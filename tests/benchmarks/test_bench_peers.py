@@ -69,20 +69,40 @@ def _pte_runner(module, inputs, names, calibration, quantize, path):
     return lambda: method.execute(inputs)[0]
 
 
+def _ort_runner(path, names, inputs):
+    """One ONNX model in ONNX Runtime's CPU provider at THREADS threads."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feeds = {n: t.numpy() for n, t in zip(names, inputs)}
+    return lambda: torch.from_numpy(session.run(None, feeds)[0])
+
+
 def _ort_runners(module, inputs, names, tmp):
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     fp32, int8 = tmp / "model.onnx", tmp / "model-int8.onnx"
     torch.onnx.export(module, inputs, str(fp32), input_names=names, output_names=["out"])
     quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
-    feeds = {n: t.numpy() for n, t in zip(names, inputs)}
-    runners = {}
-    for label, path in (("ort-fp32", fp32), ("ort-int8-dynamic", int8)):
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        runners[label] = lambda s=session: torch.from_numpy(s.run(None, feeds)[0])
-    return runners
+    return {"ort-fp32": _ort_runner(fp32, names, inputs), "ort-int8-dynamic": _ort_runner(int8, names, inputs)}
+
+
+def _interleaved_medians(benchmark, runners) -> dict[str, float]:
+    """Median seconds per call of each runner over ROUNDS rounds. Each round times every runner in turn (after
+    one call that warms the caches the previous runner left), starting one runner later than the round before,
+    so machine drift falls on all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    order = list(runners)
+
+    def one_round():
+        with torch.no_grad():
+            for k in order:
+                runners[k]()
+                times[k].append(_timed(runners[k]))
+        order.append(order.pop(0))
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+    return {k: statistics.median(v[-ROUNDS:]) for k, v in times.items()}
 
 
 def _runners(demo, name, tmp):
@@ -102,21 +122,7 @@ def test_peers(benchmark, demo, component, tmp_path):
     with torch.no_grad():
         reference = module(*inputs)
         parity = {k: psnr(reference, run()) for k, run in runners.items()}
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    order = list(runners)
-
-    def one_round():
-        with torch.no_grad():
-            for k in order:
-                runners[k]()  # warm caches after the previous runner
-                start = time.perf_counter()
-                for _ in range(CALLS):
-                    runners[k]()
-                times[k].append((time.perf_counter() - start) / CALLS * 1e3)
-        order.append(order.pop(0))
-
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
-    median = {k: statistics.median(v[-ROUNDS:]) for k, v in times.items()}
+    median = {k: seconds * 1e3 for k, seconds in _interleaved_medians(benchmark, runners).items()}
     benchmark.extra_info.update(component=component, cpu=host_cpu(), threads=THREADS, rounds=ROUNDS, calls_per_round=CALLS)
     for k in runners:
         benchmark.extra_info[f"{k}_median_latency(ms)"] = round(median[k], 3)
@@ -204,25 +210,18 @@ def test_conv_kernels_vs_gemm(benchmark, tmp_path):
         flops[label] = 2 * 9 * c * c * n * h * w
         runners[f"{label}: xnnpack conv"] = _pte_runner(conv, (x,), ["x"], [], "none", tmp_path / f"{c}-conv.pte")
         runners[f"{label}: xnnpack gemm"] = _pte_runner(gemm, (cols,), ["x"], [], "none", tmp_path / f"{c}-gemm.pte")
-        ort_fp32 = _ort_runners(conv, (x,), ["x"], tmp_path)["ort-fp32"]
-        runners[f"{label}: ort conv"] = ort_fp32
+        onnx = tmp_path / f"{c}-conv.onnx"
+        torch.onnx.export(conv, (x,), str(onnx), input_names=["x"], output_names=["out"])
+        runners[f"{label}: ort conv"] = _ort_runner(onnx, ["x"], (x,))
         with torch.no_grad():
-            assert psnr(conv(x), runners[f"{label}: xnnpack conv"]()) > 60 and psnr(conv(x), ort_fp32()) > 60
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    order = list(runners)
-
-    def one_round():
-        for k in order:
-            runners[k]()
-            times[k].append(_timed(runners[k]))
-        order.append(order.pop(0))
-
-    benchmark.pedantic(one_round, rounds=ROUNDS, iterations=1, warmup_rounds=1)
+            reference = conv(x)
+        assert all(psnr(reference, runners[f"{label}: {kind} conv"]()) > 60 for kind in ("xnnpack", "ort"))
+    median = _interleaved_medians(benchmark, runners)
     benchmark.extra_info.update(cpu=host_cpu(), threads=THREADS, rounds=ROUNDS)
-    for k, v in times.items():
+    for k, seconds in median.items():
         label = k.split(": ")[0]
-        benchmark.extra_info[f"{k}_(GFLOP/s)"] = round(flops[label] / statistics.median(v[-ROUNDS:]) / 1e9, 1)
+        benchmark.extra_info[f"{k}_(GFLOP/s)"] = round(flops[label] / seconds / 1e9, 1)
     for label in flops:
         conv, gemm = (benchmark.extra_info[f"{label}: xnnpack {kind}_(GFLOP/s)"] for kind in ("conv", "gemm"))
         benchmark.extra_info[f"{label}: conv_share_of_gemm"] = round(conv / gemm, 3)
-    assert all(np.isfinite(v).all() for v in times.values())
+    assert all(np.isfinite(seconds) and seconds > 0 for seconds in median.values())
