@@ -34,8 +34,8 @@ def file_backed_weights(program, scratch: Path) -> None:
     views = {}
     for i, refs in enumerate(by_storage.values()):
         t = refs[0][0][refs[0][1]]
-        same = all((u := d[n]).dtype == t.dtype and u.shape == t.shape and u.storage_offset() == t.storage_offset()
-                   for d, n in refs)
+        same = all((u := d[n]).dtype == t.dtype and u.shape == t.shape and u.stride() == t.stride()
+                   and u.storage_offset() == t.storage_offset() for d, n in refs)
         if same and t.is_contiguous():
             views[str(i)] = (t.detach(), refs)
     if not views:
