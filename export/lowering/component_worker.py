@@ -26,26 +26,25 @@ def file_backed_weights(program, scratch: Path) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    by_storage: dict[int, list[tuple[dict, str]]] = {}
+    by_storage: dict[int, list[tuple[dict, str, torch.Tensor]]] = {}
     for tensors in (program.state_dict, program.constants):
         for name, t in tensors.items():
             if isinstance(t, torch.Tensor):
-                by_storage.setdefault(t.untyped_storage().data_ptr(), []).append((tensors, name))
+                by_storage.setdefault(t.untyped_storage().data_ptr(), []).append((tensors, name, t))
     views = {}
     for i, refs in enumerate(by_storage.values()):
-        t = refs[0][0][refs[0][1]]
-        same = all((u := d[n]).dtype == t.dtype and u.shape == t.shape and u.stride() == t.stride()
-                   and u.storage_offset() == t.storage_offset() for d, n in refs)
+        t = refs[0][2]
+        same = all(u.dtype == t.dtype and u.shape == t.shape and u.stride() == t.stride()
+                   and u.storage_offset() == t.storage_offset() for _, _, u in refs)
         if same and t.is_contiguous():
-            views[str(i)] = (t.detach(), refs)
+            views[str(i)] = refs
     if not views:
         return
-    save_file({key: t for key, (t, _) in views.items()}, str(scratch))
+    save_file({key: refs[0][2].detach() for key, refs in views.items()}, str(scratch))
     mapped = load_file(str(scratch))
     scratch.unlink()  # the maps keep the data until they go
-    for key, (_, refs) in views.items():
-        for tensors, name in refs:
-            t = tensors[name]
+    for key, refs in views.items():
+        for tensors, name, t in refs:
             tensors[name] = (torch.nn.Parameter(mapped[key], requires_grad=t.requires_grad)
                              if isinstance(t, torch.nn.Parameter) else mapped[key])
 

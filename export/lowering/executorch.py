@@ -136,8 +136,8 @@ def preprocess_shares_weights():
     ExecuTorch deep-copies every partition's program, weights included, so that a backend may change the
     graph (`BackendDetails.copy_exported_program_for_preprocess`); XNNPACK's preprocess changes the copy's
     graph and state dict but never a weight in place, and serializes the weights into a store of its own.
-    The whole copy was 2.4 GB of the 0.6B UNet worker's 7.5 GB peak. Lowered programs are byte-identical
-    either way (tests/test_package.py)."""
+    The whole copy was 2.3 GB of the 0.6B UNet worker's 7.5 GB peak. Lowered programs are byte-identical
+    either way (tests/test_lowering_memory.py)."""
     from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
 
     hook = "copy_exported_program_for_preprocess"
